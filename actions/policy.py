@@ -1,0 +1,126 @@
+"""Policy as data: rules that match incident events to actions on named targets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Annotated, Literal
+
+from pydantic import Field, HttpUrl, model_validator
+
+from correlator.incidents import IncidentEvent
+from probes.source import Problem, Secret, SourceError, Strict, load_yaml, validate
+
+
+class WebhookTarget(Strict):
+    kind: Literal["webhook"]
+    url: HttpUrl
+    token: Secret | None = Field(default=None, description="sent as Authorization: Bearer")
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: float = Field(default=5.0, gt=0, le=120)
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    backoff_max: float = Field(default=300.0, gt=0)
+
+
+class LogTarget(Strict):
+    kind: Literal["log"]
+    path: str | None = Field(default=None, description="also append one JSON line per action")
+
+
+Target = Annotated[WebhookTarget | LogTarget, Field(discriminator="kind")]
+
+EVENTS = ("opened", "updated", "resolved", "merged")
+
+
+class Match(Strict):
+    events: list[Literal["opened", "updated", "resolved", "merged"]] = Field(
+        default_factory=lambda: ["opened", "resolved"]
+    )
+    kind: list[Literal["device_unreachable", "link_down"]] | None = None
+    severity: list[Literal["critical", "major", "minor"]] | None = None
+    role: list[str] | None = None
+    site: list[str] | None = None
+    min_subscribers: int = Field(default=0, ge=0)
+    min_revenue: float = Field(default=0.0, ge=0)
+    sla_tier: list[str] | None = Field(
+        default=None, description="at least one affected subscriber is in one of these tiers"
+    )
+
+
+class ActionRef(Strict):
+    target: str
+
+
+class Rule(Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    when: Match = Field(default_factory=Match)
+    do: list[ActionRef] = Field(min_length=1)
+    dry_run: bool | None = None
+    stop: bool = False
+
+
+class Policy(Strict):
+    dry_run: bool = False
+    targets: dict[str, Target] = Field(default_factory=dict)
+    rules: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Policy:
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.name in seen:
+                raise ValueError(f"rule name {rule.name!r} is used twice; names must be unique")
+            seen.add(rule.name)
+        return self
+
+
+def matches(rule: Rule, event: IncidentEvent) -> bool:
+    m = rule.when
+    inc = event.incident
+    if event.type not in m.events:
+        return False
+    if m.kind is not None and inc.kind not in m.kind:
+        return False
+    if m.severity is not None and inc.severity not in m.severity:
+        return False
+    if m.role is not None and inc.role not in m.role:
+        return False
+    if m.site is not None and inc.site not in m.site:
+        return False
+    if inc.impact.subscriber_count < m.min_subscribers:
+        return False
+    if inc.impact.revenue_at_risk < m.min_revenue:
+        return False
+    return not (
+        m.sla_tier is not None and not set(m.sla_tier) & set(inc.impact.subscribers_by_tier)
+    )
+
+
+def decide(policy: Policy, event: IncidentEvent) -> list[tuple[Rule, ActionRef]]:
+    """The (rule, action) pairs policy asks for, in rule order."""
+    out: list[tuple[Rule, ActionRef]] = []
+    for rule in policy.rules:
+        if matches(rule, event):
+            out.extend((rule, a) for a in rule.do)
+            if rule.stop:
+                break
+    return out
+
+
+def load_policy(path: str | os.PathLike[str]) -> Policy:
+    src = load_yaml(path)
+    policy: Policy = validate(Policy, src)
+    problems: list[Problem] = []
+    for i, rule in enumerate(policy.rules):
+        for j, ref in enumerate(rule.do):
+            if ref.target not in policy.targets:
+                known = ", ".join(sorted(policy.targets)) or "none defined"
+                problems.append(src.problem(("rules", i, "do", j, "target"),
+                                            f"unknown target (targets: {known})", ref.target))
+    if problems:
+        raise SourceError(problems)
+    return policy
+
+
+def targets_by_kind(policy: Policy) -> Mapping[str, str]:
+    return {name: t.kind for name, t in policy.targets.items()}

@@ -1,0 +1,240 @@
+"""The daemon: builds every component from Settings and runs them in one TaskGroup."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from actions.dispatcher import Dispatcher, build_executors
+from actions.journal import Journal
+from actions.types import ActionResult
+from collector.bus import Batch, InProcessBus
+from collector.config import Settings
+from collector.metrics import Metrics
+from collector.scheduler import PollJob, Scheduler
+from collector.systemd import Notifier
+from correlator.engine import Correlator
+from correlator.incidents import IncidentEvent
+from correlator.store import IncidentStore
+from probes.snmp.poller import SnmpPoller
+from probes.types import Poller, PollResult
+
+log = logging.getLogger(__name__)
+
+from collector.version import VERSION  # noqa: E402
+
+
+class Daemon:
+    """One netreflex process (role ``all``): poll → correlate → act, plus metrics."""
+
+    def __init__(self, settings: Settings, *, shutdown_trigger: Awaitable[object] | None = None):
+        self.settings = settings
+        self.cfg = settings.config
+        self._trigger = shutdown_trigger
+        self.stopping = asyncio.Event()
+        self.metrics = Metrics()
+        self.metrics.build.info({"version": VERSION})
+        self.notifier = Notifier()
+        self.bus = InProcessBus()
+        state = Path(self.cfg.daemon.state_dir)
+        state.mkdir(parents=True, exist_ok=True)
+        self.store = IncidentStore(state / "incidents.db")
+        self.journal = Journal(state / "journal.db")
+        self.correlator = Correlator(
+            settings.inventory, self.store,
+            hold_down=self.cfg.correlation.unreachable_hold_down,
+        )
+        self.dispatcher = Dispatcher(
+            settings.policy, self.journal, build_executors(settings.policy),
+            on_result=self._on_action,
+        )
+        self.jobs = self._build_jobs()
+        self.scheduler = Scheduler(self.jobs, self._on_poll, concurrency=self.cfg.polling.concurrency)
+        m = self.metrics
+        m.gauge("netreflex_incidents_open", "Open incidents",
+                lambda: len(self.correlator.open))
+        m.gauge("netreflex_action_backlog", "Actions planned or running in the journal",
+                self.journal.backlog)
+        m.gauge("netreflex_bus_depth", "Observation batches waiting for the correlator",
+                self.bus.depth)
+        m.gauge("netreflex_polls_in_flight", "Polls running now", lambda: self.scheduler.in_flight)
+        m.gauge("netreflex_devices", "Devices being polled", lambda: len(self.jobs))
+        self._runner: web.AppRunner | None = None
+
+    # --- wiring --------------------------------------------------------------------------
+
+    def _build_jobs(self) -> list[PollJob]:
+        cfg = self.cfg
+        jobs: list[PollJob] = []
+        for name, dev in cfg.devices.items():
+            for probe in dev.probes:
+                timeout = probe.timeout or cfg.polling.timeout
+                poller: Poller = SnmpPoller(
+                    device=name, address=dev.address, port=probe.port,
+                    credentials=cfg.credentials[probe.credentials], timeout=timeout,
+                    max_repetitions=probe.max_repetitions,
+                )
+                jobs.append(PollJob(
+                    poller=poller, probe=probe.kind,
+                    interval=probe.interval or cfg.polling.interval, timeout=timeout,
+                    retries=cfg.polling.retries if probe.retries is None else probe.retries,
+                    jitter=cfg.polling.jitter,
+                ))
+        return jobs
+
+    async def _on_poll(self, job: PollJob, result: PollResult, elapsed: float, _: int) -> None:
+        m = self.metrics
+        m.poll_duration.labels(job.probe).observe(elapsed)
+        m.polls.labels(job.probe, "ok" if result.ok else "error").inc()
+        if result.error:
+            m.poll_errors.labels(job.probe, result.error).inc()
+        if result.varbinds:
+            m.varbinds.inc(result.varbinds)
+        m.devices.update(result.device, result.counters,
+                         reachable=result.error not in ("timeout", "socket"))
+        if result.observations:
+            await self.bus.publish(result.observations)
+
+    def _on_batch(self, batch: Batch) -> None:
+        m = self.metrics
+        for obs in batch:
+            m.observations.labels(obs.source).inc()
+        before = self.correlator.stats.unknown_device
+        events = self.correlator.observe(batch)
+        if self.correlator.stats.unknown_device != before:
+            m.unknown_device_observations.inc(self.correlator.stats.unknown_device - before)
+        self._handle(events)
+
+    def _handle(self, events: list[IncidentEvent]) -> None:
+        for ev in events:
+            self.metrics.incident_events.labels(ev.type).inc()
+            self.dispatcher.submit(ev)
+        if events:
+            self._status()
+
+    async def _tick(self) -> None:
+        """Time-driven correlation (hold-downs) about once a second."""
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self.stopping.wait()
+            self._handle(self.correlator.tick())
+
+    def _on_action(self, result: ActionResult) -> None:
+        self.metrics.actions.labels(result.executor, result.outcome).inc()
+
+    def _status(self) -> None:
+        self.notifier.notify(
+            f"STATUS=polling {len(self.jobs)} device(s); {len(self.correlator.open)} open "
+            f"incident(s); {self.journal.backlog()} action(s) pending"
+        )
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def _serve_metrics(self) -> None:
+        listen = self.cfg.daemon.metrics_listen
+        if not listen:
+            return
+        host, _, port = listen.rpartition(":")
+
+        async def metrics(_: web.Request) -> web.Response:
+            body = generate_latest(self.metrics.registry)
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        async def health(_: web.Request) -> web.Response:
+            return web.json_response({"status": "ok", "devices": len(self.jobs),
+                                      "open_incidents": len(self.correlator.open)})
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/healthz", health)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host.strip("[]"), int(port))
+        await site.start()
+        log.info("metrics on http://%s/metrics", listen)
+
+    async def _watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval
+        if interval is None:
+            return
+        while not self.stopping.is_set():
+            # only pet the watchdog while the scheduler loop itself is turning
+            if asyncio.get_running_loop().time() - self.scheduler.last_tick < interval * 2:
+                self.notifier.notify("WATCHDOG=1")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self.stopping.wait()
+
+    async def _wait_trigger(self) -> None:
+        if self._trigger is not None:
+            stop = asyncio.ensure_future(self.stopping.wait())
+            trig = asyncio.ensure_future(self._trigger)
+            await asyncio.wait({stop, trig}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            trig.cancel()
+            self.stopping.set()
+
+    def request_stop(self) -> None:
+        if not self.stopping.is_set():
+            log.info("shutdown requested")
+            self.stopping.set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        try:
+            await self._serve_metrics()
+        except OSError as exc:
+            log.error("cannot listen on %s for metrics: %s", self.cfg.daemon.metrics_listen,
+                      exc.strerror)
+            self._close_stores()
+            return 1
+        open_n = len(self.correlator.open)
+        log.info("netreflex %s started: %d device(s), %d subscriber(s), %d open incident(s), "
+                 "%d action(s) pending", VERSION, len(self.jobs),
+                 len(self.settings.inventory.subscribers), open_n, self.journal.backlog())
+        self.notifier.notify("READY=1")
+        self._status()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.scheduler.run(self.stopping), name="scheduler")
+                tg.create_task(self.bus.consume(self._on_batch, self.stopping), name="bus")
+                tg.create_task(self.dispatcher.run(self.stopping), name="dispatcher")
+                tg.create_task(self._tick(), name="correlation-tick")
+                tg.create_task(self._watchdog(), name="watchdog")
+                tg.create_task(self._wait_trigger(), name="shutdown-trigger")
+        finally:
+            await self._shutdown()
+        return 0
+
+    async def _shutdown(self) -> None:
+        self.notifier.notify("STOPPING=1")
+        budget = self.cfg.daemon.shutdown_timeout
+        cancelled = await self.scheduler.drain(budget / 2)
+        self.bus.drain_now(self._on_batch)
+        cancelled_actions = await self.dispatcher.drain(budget / 2)
+        for ex in self.dispatcher.executors.values():
+            with contextlib.suppress(Exception):
+                await ex.aclose()
+        for job in self.jobs:
+            with contextlib.suppress(Exception):
+                await job.poller.aclose()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self._close_stores()
+        log.info("stopped (polls cancelled: %d, actions left for next start: %d)",
+                 cancelled, cancelled_actions)
+
+    def _close_stores(self) -> None:
+        self.journal.close()
+        self.store.close()

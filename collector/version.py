@@ -1,0 +1,3 @@
+"""The netreflex version (one place)."""
+
+VERSION = "0.1.0"

@@ -1,0 +1,37 @@
+"""Talking to devices. Each probe turns device replies into Observations.
+
+``probes`` imports none of the other netreflex packages.
+"""
+
+from probes.errors import ProbeAuthError, ProbeConfigError, ProbeError, ProbeTimeout
+from probes.types import (
+    DEVICE_RESTARTED,
+    IF_ADMIN_STATUS,
+    IF_OPER_STATUS,
+    REACHABLE,
+    STATUS_DOWN,
+    STATUS_NAMES,
+    STATUS_UP,
+    InterfaceCounters,
+    Observation,
+    Poller,
+    PollResult,
+)
+
+__all__ = [
+    "DEVICE_RESTARTED",
+    "IF_ADMIN_STATUS",
+    "IF_OPER_STATUS",
+    "REACHABLE",
+    "STATUS_DOWN",
+    "STATUS_NAMES",
+    "STATUS_UP",
+    "InterfaceCounters",
+    "Observation",
+    "PollResult",
+    "Poller",
+    "ProbeAuthError",
+    "ProbeConfigError",
+    "ProbeError",
+    "ProbeTimeout",
+]

@@ -1,0 +1,104 @@
+"""The one currency between probes and the correlator: the Observation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final, Protocol
+
+# Observation names shared by every source (poll, trap, gNMI, syslog, ping), so the
+# correlator cannot tell -- and does not care -- where a fact came from.
+REACHABLE: Final = "reachable"  # value 1 (answered) / 0 (no answer); labels: reason
+IF_OPER_STATUS: Final = "if_oper_status"  # value: IF-MIB ifOperStatus code; labels: admin
+IF_ADMIN_STATUS: Final = "if_admin_status"  # value: IF-MIB ifAdminStatus code
+DEVICE_RESTARTED: Final = "device_restarted"  # value: new sysUpTime in seconds
+
+# IF-MIB status codes.
+STATUS_UP: Final = 1
+STATUS_DOWN: Final = 2
+STATUS_NAMES: Final[Mapping[int, str]] = MappingProxyType(
+    {
+        1: "up",
+        2: "down",
+        3: "testing",
+        4: "unknown",
+        5: "dormant",
+        6: "notPresent",
+        7: "lowerLayerDown",
+    }
+)
+
+_NO_LABELS: Final[Mapping[str, str]] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One fact read from a device.
+
+    ``instance`` is the element inside the device the fact is about (an interface
+    name, a BGP neighbor) or ``""`` for the device itself.
+    """
+
+    device: str
+    source: str
+    name: str
+    instance: str
+    value: float | int | str
+    ts: float
+    labels: Mapping[str, str] = field(default_factory=lambda: _NO_LABELS)
+
+
+@dataclass(slots=True)
+class InterfaceCounters:
+    """One device's interface table as columns (no object per interface or varbind).
+
+    All lists are parallel and ordered by ifIndex. Counters are raw (wrapping) values;
+    ``None`` where the agent does not have the column for that interface.
+    """
+
+    if_index: list[int]
+    name: list[str]
+    oper_status: list[int]
+    in_octets: list[int | None]
+    out_octets: list[int | None]
+    in_errors: list[int | None]
+    out_errors: list[int | None]
+    speed_mbps: list[int | None]
+
+
+@dataclass(slots=True)
+class PollResult:
+    """What one poll of one device produced.
+
+    ``error`` is a short reason code (``timeout``, ``auth``, ``decode``, ``no_such_object``,
+    ``bad_type``, ``socket``) or ``None`` on success; ``detail`` says more, for logs.
+    A device that does not answer is *not* an exception: ``error="timeout"`` and an
+    Observation ``reachable=0`` in ``observations``.
+    """
+
+    device: str
+    ts: float
+    error: str | None = None
+    detail: str = ""
+    observations: list[Observation] = field(default_factory=list)
+    counters: InterfaceCounters | None = None
+    varbinds: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Poller(Protocol):
+    """A probe that is asked, on a schedule, for what changed since last time.
+
+    ``poll`` never raises for device trouble (it reports it in the result); it may be
+    cancelled at any await. Probes never retry, schedule or touch metrics.
+    """
+
+    device: str
+
+    async def poll(self) -> PollResult: ...
+
+    async def aclose(self) -> None: ...
