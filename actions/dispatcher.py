@@ -62,7 +62,9 @@ class Dispatcher:
         plans: list[ActionPlan] = []
         for rule, ref in decide(self.policy, event):
             target = self.policy.targets[ref.target]
-            key = idempotency_key(event.incident.id, event.type, rule.name, ref.target)
+            # every update is a decision of its own; open/resolve happen once per incident
+            what = f"updated#{event.incident.revision}" if event.type == "updated" else event.type
+            key = idempotency_key(event.incident.id, what, rule.name, ref.target)
             dry = self.policy.dry_run if rule.dry_run is None else rule.dry_run
             plans.append(ActionPlan(
                 key=key, incident_id=event.incident.id, event=event.type, rule=rule.name,

@@ -107,7 +107,13 @@ class Daemon:
         for obs in batch:
             m.observations.labels(obs.source).inc()
         before = self.correlator.stats.unknown_device
-        events = self.correlator.observe(batch)
+        try:
+            events = self.correlator.observe(batch)
+        except Exception:  # one bad batch must not take the NOC's eyes out
+            m.internal_errors.labels("correlator").inc()
+            log.exception("correlator failed on a batch of %d observation(s) from %s; "
+                          "batch skipped", len(batch), batch[0].device if batch else "?")
+            return
         if self.correlator.stats.unknown_device != before:
             m.unknown_device_observations.inc(self.correlator.stats.unknown_device - before)
         self._handle(events)
@@ -159,7 +165,8 @@ class Daemon:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host.strip("[]"), int(port))
         await site.start()
-        log.info("metrics on http://%s/metrics", listen)
+        bound = self._runner.addresses[0] if self._runner.addresses else (host, port)
+        log.info("metrics on http://%s:%s/metrics", bound[0], bound[1])
 
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval

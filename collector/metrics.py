@@ -122,6 +122,9 @@ class Metrics:
                                        ["event"], registry=r)
         self.actions = Counter("netreflex_actions", "Action attempts by executor and outcome",
                                ["executor", "outcome"], registry=r)
+        self.internal_errors = Counter(
+            "netreflex_internal_errors", "Bugs caught at a component boundary (see the log)",
+            ["component"], registry=r)
         self.devices = DeviceSnapshot()
         r.register(self.devices)
 

@@ -59,10 +59,10 @@ class Correlator:
         clock: Callable[[], float] = time.time,
         hold_down: float = 0.0,
     ) -> None:
-        """``hold_down``: seconds an unreachable device must stay so before its incident
-        opens, so that the faults of a failing neighbourhood, which arrive from different
-        polls, are attributed to the right root before anyone is told. Link faults (which
-        traps and polls report precisely) open at once."""
+        """``hold_down``: seconds an unreachable device (or a link between two devices) must
+        stay so before its incident opens, so that the faults of a failing neighbourhood,
+        which arrive from different polls, are attributed to the right root before anyone
+        is told. Customer-facing ports open at once."""
         self.inventory = inventory
         self.hold_down = hold_down
         self.pending: dict[str, float] = {}  # root key -> first seen, while held down
@@ -195,7 +195,7 @@ class Correlator:
             symptoms = tuple(sorted(analysis.symptoms[root]))
             inc = self.open.get(root)
             if inc is None:
-                if root.startswith("device:") and self.hold_down > 0:
+                if self.hold_down > 0 and self._held(root):
                     first = self.pending.setdefault(root, now)
                     if now - first < self.hold_down:
                         continue
@@ -214,7 +214,7 @@ class Correlator:
                 events.append(IncidentEvent("opened", inc, now))
             elif inc.symptoms != symptoms or inc.impact != impact:
                 inc = replace(inc, symptoms=symptoms, impact=impact, updated_at=now,
-                              timeline=inc.timeline + timeline)
+                              revision=inc.revision + 1, timeline=inc.timeline + timeline)
                 self.open[root] = inc
                 self.store.save(inc)
                 log.info("incident updated incident=%s subscribers=%d symptoms=%d",
@@ -222,8 +222,11 @@ class Correlator:
                 events.append(IncidentEvent("updated", inc, now))
 
         for root in gone:
+            owner_key = next((r for r, sy in analysis.symptoms.items() if root in sy), None)
+            if owner_key is not None and owner_key not in self.open:
+                continue  # its new root is still held down: merge when that one opens
             inc = self.open.pop(root)
-            owner = next((self.open[r] for r, sy in analysis.symptoms.items() if root in sy), None)
+            owner = self.open.get(owner_key) if owner_key else None
             if owner is not None:
                 # still down, but now explained by a fault upstream: not an all-clear
                 closed = replace(
@@ -243,6 +246,15 @@ class Correlator:
                 events.append(IncidentEvent("resolved", closed, now))
             self.store.save(closed)
         return events
+
+    def _held(self, root: str) -> bool:
+        """Unreachable devices and links between devices wait out the hold-down: the rest
+        of their neighbourhood's faults are on the way. Customer ports open at once."""
+        kind, _, rest = root.partition(":")
+        if kind == "device":
+            return True
+        device, _, port = rest.partition(":")
+        return (device, port) in self.inventory.edge_ports
 
     def _new_incident(
         self, root: str, now: float, symptoms: tuple[str, ...], impact: Impact,

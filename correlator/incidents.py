@@ -88,6 +88,7 @@ class Incident:
     updated_at: float
     resolved_at: float | None = None
     merged_into: str | None = None
+    revision: int = 1  # +1 on every change of scope; makes each update its own decision
     symptoms: tuple[str, ...] = ()
     impact: Impact = field(default_factory=Impact)
     timeline: tuple[TimelineEntry, ...] = ()
@@ -115,7 +116,8 @@ class Incident:
             id=d["id"], root=d["root"], kind=d["kind"], device=d["device"], port=d.get("port"),
             role=d.get("role", "other"), site=d.get("site"), severity=d["severity"],
             state=d["state"], opened_at=d["opened_at"], updated_at=d["updated_at"],
-            resolved_at=d.get("resolved_at"), merged_into=d.get("merged_into"), symptoms=tuple(d.get("symptoms", ())),
+            resolved_at=d.get("resolved_at"), merged_into=d.get("merged_into"),
+            revision=d.get("revision", 1), symptoms=tuple(d.get("symptoms", ())),
             impact=Impact.from_dict(d.get("impact", {})),
             timeline=tuple(TimelineEntry(t["ts"], t["text"]) for t in d.get("timeline", ())),
         )

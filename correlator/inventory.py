@@ -125,14 +125,15 @@ class Inventory:
             by_device[sub.device].append(sub.id)
         self.by_port = dict(by_port)
         self.by_device = dict(by_device)
-        # (parent, parent_port) -> child device, to tell an uplink port from a customer port
+        # (device, port) -> the devices at the far end of the link on that port, to tell
+        # an uplink or downlink port from a customer port
         self.edge_ports: dict[tuple[str, str], list[str]] = defaultdict(list)
         for dev in self.devices.values():
             for link in dev.parents:
                 if link.port:
                     self.edge_ports[(link.device, link.port)].append(dev.id)
                 if link.local_port:
-                    self.edge_ports[(dev.id, link.local_port)].append(dev.id)
+                    self.edge_ports[(dev.id, link.local_port)].append(link.device)
 
     def subscribers_on(self, device: str, port: str | None = None) -> list[str]:
         if port is None:

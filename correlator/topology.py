@@ -86,12 +86,13 @@ def analyse(
     port_symptom_of: dict[str, str] = {}
     for device, port in down_ports:
         key = link_root(device, port)
-        if device in cut_off and device not in live:
+        if device in cut_off:
             continue  # stale or explained upstream; attributed below with its device
-        children = inv.edge_ports.get((device, port), [])
-        child_roots = [device_root(c) for c in children if device_root(c) in roots]
-        if child_roots:
-            port_symptom_of[key] = min(child_roots)
+        # a link whose far end died is a symptom of that device, not a fault of its own
+        far_ends = inv.edge_ports.get((device, port), [])
+        far_roots = [device_root(c) for c in far_ends if device_root(c) in roots]
+        if far_roots:
+            port_symptom_of[key] = min(far_roots)
             continue
         roots.add(key)
 

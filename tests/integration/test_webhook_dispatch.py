@@ -139,3 +139,18 @@ async def test_unreachable_receiver_does_not_stall_other_targets(tmp_path: Path)
         await run_until(d, good_arrived, timeout=2.5)
     # the good target was served while the slow one was still hanging
     assert slow_state_when_good_arrived == ["running"]
+
+
+async def test_each_update_is_its_own_action_but_a_replay_is_not(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    pol = Policy.model_validate({
+        "targets": {"log": {"kind": "log"}},
+        "rules": [{"name": "u", "when": {"events": ["updated"]}, "do": [{"target": "log"}]}],
+    })
+    d = Dispatcher(pol, Journal(tmp_path / "j.db"), build_executors(pol))
+    first = event("updated")
+    second = IncidentEvent("updated", replace(first.incident, revision=2), 2.0)
+    assert len(d.submit(first)) == 1
+    assert len(d.submit(second)) == 1
+    assert d.submit(second) == []

@@ -182,3 +182,34 @@ def test_children_come_back_with_their_parent_without_an_incident_each(
     # one child really is down: it gets its own incident when its poll says so
     events = c.observe([reach("olt2", False)])
     assert [(e.type, e.incident.root) for e in events] == [("opened", "device:olt2")]
+
+
+def test_link_to_a_device_that_then_stops_answering_merges_into_the_device(
+    store: IncidentStore,
+) -> None:
+    inv = Inventory(
+        {
+            "core1": Device("core1", "core", None, (), None),
+            "agg1": Device("agg1", "aggregation", None,
+                           (ParentLink(device="core1", port="xe-0/0/1"),), None),
+            "olt1": Device("olt1", "access", None, (ParentLink(device="agg1"),), None),
+        },
+        [_sub("s1", "olt1", "p1", 30, "residential")],
+    )
+    clock = Clock()
+    c = Correlator(inv, store, clock=clock, hold_down=2)
+    c.observe([oper("core1", "xe-0/0/1", 1)])
+    assert c.observe([oper("core1", "xe-0/0/1", 2)]) == []  # a link between devices: held
+    clock.now += 2.5
+    link = c.tick()
+    assert [(e.type, e.incident.root) for e in link] == [("opened", "link:core1:xe-0/0/1")]
+    assert link[0].incident.impact.subscribers == ("s1",)
+    # agg1's poll times out later: the device is the better root; the link merges into it
+    assert c.observe([reach("agg1", False)]) == []  # device root held; link stays open
+    assert [i.root for i in c.open_incidents()] == ["link:core1:xe-0/0/1"]
+    clock.now += 2.5
+    events = c.tick()
+    assert [(e.type, e.incident.root) for e in events] == [
+        ("opened", "device:agg1"), ("merged", "link:core1:xe-0/0/1")]
+    assert events[1].incident.merged_into == events[0].incident.id
+    assert events[0].incident.symptoms == ("link:core1:xe-0/0/1",)

@@ -150,3 +150,20 @@ def test_attribution_does_not_depend_on_set_order() -> None:
         again = analyse(inv, down, set())
         assert again.symptoms == first.symptoms
         assert again.affected_devices == first.affected_devices
+
+
+def test_dual_homed_uplink_facing_a_dead_parent_is_its_symptom() -> None:
+    inv = Inventory(
+        {
+            "core1": dev("core1", role="core"),
+            "agg1": dev("agg1", "core1", role="aggregation"),
+            "agg2": dev("agg2", "core1", role="aggregation"),
+            "olt3": dev("olt3", ParentLink(device="agg1", local_port="up1"),
+                        ParentLink(device="agg2", local_port="up2")),
+        },
+        [],
+    )
+    a = analyse(inv, {"agg1"}, {("olt3", "up1")})
+    assert set(a.symptoms) == {device_root("agg1")}
+    assert a.symptoms[device_root("agg1")] == {link_root("olt3", "up1")}
+    assert "olt3" not in a.cut_off
