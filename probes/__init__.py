@@ -12,10 +12,13 @@ from probes.types import (
     STATUS_DOWN,
     STATUS_NAMES,
     STATUS_UP,
+    DeviceResolver,
+    EventSource,
     InterfaceCounters,
     Observation,
     Poller,
     PollResult,
+    Publish,
 )
 
 __all__ = [
@@ -26,10 +29,13 @@ __all__ = [
     "STATUS_DOWN",
     "STATUS_NAMES",
     "STATUS_UP",
+    "DeviceResolver",
+    "EventSource",
     "InterfaceCounters",
     "Observation",
     "PollResult",
     "Poller",
+    "Publish",
     "ProbeAuthError",
     "ProbeConfigError",
     "ProbeError",

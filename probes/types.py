@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Protocol
@@ -102,3 +103,30 @@ class Poller(Protocol):
     async def poll(self) -> PollResult: ...
 
     async def aclose(self) -> None: ...
+
+
+Publish = Callable[[Sequence[Observation]], Awaitable[None]]
+"""How an event source hands observations to the bus (it may wait: backpressure)."""
+
+
+class DeviceResolver(Protocol):
+    """Maps what an event carries to inventory ids; supplied by the collector."""
+
+    def device_for_address(self, address: str) -> str | None: ...
+
+    def interface_name(self, device: str, if_index: int) -> str | None: ...
+
+
+class EventSource(Protocol):
+    """A probe that listens (traps, syslog, streaming telemetry) instead of being polled.
+
+    ``run`` serves until ``stopping`` is set, publishing observations as they arrive.
+    ``stats`` holds monotonic counters by reason (received, unmatched, malformed,
+    unknown_sender, ...) that the collector exports as metrics; sources never touch
+    metrics themselves. A bad message is counted and logged, never fatal.
+    """
+
+    name: str
+    stats: dict[str, int]
+
+    async def run(self, publish: Publish, stopping: asyncio.Event) -> None: ...
