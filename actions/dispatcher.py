@@ -89,7 +89,7 @@ class Dispatcher:
                     continue
                 task = asyncio.create_task(self._one(plan), name=f"action:{plan.key}")
                 self._inflight[plan.key] = task
-                task.add_done_callback(lambda t, k=plan.key: self._inflight.pop(k, None))
+                task.add_done_callback(self._done)
             nxt = self.journal.next_due_at()
             wait = 1.0 if nxt is None else max(0.01, min(1.0, nxt - self.clock()))
             self._wake.clear()
@@ -101,6 +101,9 @@ class Dispatcher:
             finally:
                 wake.cancel()
                 stop.cancel()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(task.get_name().removeprefix("action:"), None)
 
     async def drain(self, timeout: float) -> int:
         """Wait for in-flight actions up to ``timeout``; cancel the rest. Returns how many

@@ -40,7 +40,8 @@ class DeviceSnapshot(Collector):
         labels = ["device", "interface"]
         return [
             GaugeMetricFamily("netreflex_device_up",
-                              "1 when the device answered its last poll, else 0", labels=["device"]),
+                              "1 when the device answered its last poll, else 0",
+                              labels=["device"]),
             GaugeMetricFamily("netreflex_interface_oper_status",
                               "IF-MIB ifOperStatus (1 up, 2 down, 7 lowerLayerDown, ...)",
                               labels=labels),

@@ -231,8 +231,8 @@ class Correlator:
                 # still down, but now explained by a fault upstream: not an all-clear
                 closed = replace(
                     inc, state="merged", merged_into=owner.id, resolved_at=now, updated_at=now,
-                    timeline=inc.timeline + (TimelineEntry(now, f"now a symptom of {owner.id} "
-                                                                f"({owner.title})"),),
+                    timeline=(*inc.timeline,
+                              TimelineEntry(now, f"now a symptom of {owner.id} ({owner.title})")),
                 )
                 log.info("incident merged incident=%s into=%s", inc.id, owner.id)
                 events.append(IncidentEvent("merged", closed, now))

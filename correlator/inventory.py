@@ -201,7 +201,8 @@ def load_inventory(paths: Iterable[str | os.PathLike[str]]) -> Inventory:
                                             "unknown parent device (not in the inventory)",
                                             link.device))
             elif link.device == dev.id:
-                problems.append(src.problem((*loc, "parents", i), "a device cannot be its own parent"))
+                problems.append(src.problem((*loc, "parents", i),
+                                            "a device cannot be its own parent"))
     problems.extend(_cycles(devices))
     seen: dict[str, tuple[str, int | None]] = {}
     for sub, file, line in subs:
@@ -248,16 +249,18 @@ def _load_csv(path: Path, out: list[tuple[Subscriber, str, int | None]]) -> list
         unknown = [c for c in header if c not in CSV_COLUMNS]
         missing = [c for c in _CSV_REQUIRED if c not in header]
         if unknown or missing:
-            msg = []
+            what = []
             if unknown:
-                msg.append(f"unknown column(s) {', '.join(unknown)}")
+                what.append(f"unknown column(s) {', '.join(unknown)}")
             if missing:
-                msg.append(f"missing column(s) {', '.join(missing)}")
-            return [Problem(file, 1, "header", "; ".join(msg) +
+                what.append(f"missing column(s) {', '.join(missing)}")
+            return [Problem(file, 1, "header", "; ".join(what) +
                             f" (columns are: {', '.join(CSV_COLUMNS)})")]
         for row in reader:
             line = reader.line_num
-            data: dict[str, Any] = {k: v for k, v in row.items() if k in CSV_COLUMNS and v not in ("", None)}
+            data: dict[str, Any] = {
+                k: v for k, v in row.items() if k in CSV_COLUMNS and v not in ("", None)
+            }
             if None in row:
                 problems.append(Problem(file, line, "", "more fields than header columns"))
                 continue
@@ -298,8 +301,8 @@ def _cycles(devices: Mapping[str, tuple[Device, Located, tuple[str | int, ...]]]
                 stack.append((node, i + 1))
                 nxt = parents[i]
                 if colour[nxt] == GREY:
-                    cycle = path[path.index(nxt):] + [nxt]
-                    dev, src, loc = devices[node]
+                    cycle = [*path[path.index(nxt):], nxt]
+                    _, src, loc = devices[node]
                     problems.append(src.problem((*loc, "parents"),
                                                 "parent links form a cycle: " + " -> ".join(cycle)))
                 elif colour[nxt] == WHITE:

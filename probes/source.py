@@ -90,7 +90,7 @@ def dotted(loc: Iterable[str | int]) -> str:
 
 
 def short(value: Any, limit: int = 60) -> str:
-    text = repr(value) if not isinstance(value, str) else repr(value)
+    text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -119,7 +119,7 @@ def _compose(node: yaml.Node, loc: Loc, lines: dict[Loc, int], file: str) -> Any
             _compose(item, (*loc, i), lines, file) for i, item in enumerate(node.value)
         ]
     assert isinstance(node, yaml.ScalarNode)
-    return yaml.SafeLoader.construct_object(_SCALAR_LOADER, node)  # type: ignore[arg-type]
+    return yaml.SafeLoader.construct_object(_SCALAR_LOADER, node)
 
 
 class _ScalarLoader(yaml.SafeLoader):
@@ -185,9 +185,9 @@ def _data_loc(data: Any, loc: tuple[str | int, ...]) -> Loc:
     out: list[str | int] = []
     node = data
     for i, part in enumerate(loc):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
             node = node[part]
         elif i == len(loc) - 1:
             pass
