@@ -1,0 +1,6 @@
+"""SNMP probe: interface polling over v2c or v3 USM (gufo-snmp)."""
+
+from probes.snmp.config import SnmpCredentials, SnmpProbeConfig, SnmpV2c, SnmpV3
+from probes.snmp.poller import SnmpPoller
+
+__all__ = ["SnmpCredentials", "SnmpPoller", "SnmpProbeConfig", "SnmpV2c", "SnmpV3"]
