@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import Field, HttpUrl, model_validator
@@ -29,13 +30,15 @@ class LogTarget(Strict):
 
 Target = Annotated[WebhookTarget | LogTarget, Field(discriminator="kind")]
 
-EVENTS = ("opened", "updated", "resolved", "merged")
+EventName = Literal["opened", "updated", "resolved", "merged"]
+
+
+def _default_events() -> list[EventName]:
+    return ["opened", "resolved"]
 
 
 class Match(Strict):
-    events: list[Literal["opened", "updated", "resolved", "merged"]] = Field(
-        default_factory=lambda: ["opened", "resolved"]
-    )
+    events: list[EventName] = Field(default_factory=_default_events)
     kind: list[Literal["device_unreachable", "link_down"]] | None = None
     severity: list[Literal["critical", "major", "minor"]] | None = None
     role: list[str] | None = None
@@ -44,6 +47,10 @@ class Match(Strict):
     min_revenue: float = Field(default=0.0, ge=0)
     sla_tier: list[str] | None = Field(
         default=None, description="at least one affected subscriber is in one of these tiers"
+    )
+    planned: bool | None = Field(
+        default=None, description="true: only incidents inside a maintenance window or "
+                                  "silence; false: only the others",
     )
 
 
@@ -91,9 +98,77 @@ def matches(rule: Rule, event: IncidentEvent) -> bool:
         return False
     if inc.impact.revenue_at_risk < m.min_revenue:
         return False
-    return not (
-        m.sla_tier is not None and not set(m.sla_tier) & set(inc.impact.subscribers_by_tier)
-    )
+    if m.sla_tier is not None and not set(m.sla_tier) & set(inc.impact.subscribers_by_tier):
+        return False
+    return m.planned is None or inc.planned == m.planned
+
+
+def _listed(values: Iterable[str]) -> str:
+    return "[" + ", ".join(values) + "]"
+
+
+def explain(rule: Rule, event: IncidentEvent) -> list[str]:
+    """Why ``rule`` does not match ``event``: one reason per failing condition, in the
+    order ``matches`` checks them; an empty list means it matches."""
+    m = rule.when
+    inc = event.incident
+    why: list[str] = []
+    if event.type not in m.events:
+        why.append(f"event {event.type} is not in events {_listed(m.events)}")
+    if m.kind is not None and inc.kind not in m.kind:
+        why.append(f"kind {inc.kind} is not in kind {_listed(m.kind)}")
+    if m.severity is not None and inc.severity not in m.severity:
+        why.append(f"severity {inc.severity} is not in severity {_listed(m.severity)}")
+    if m.role is not None and inc.role not in m.role:
+        why.append(f"role {inc.role} is not in role {_listed(m.role)}")
+    if m.site is not None and inc.site not in m.site:
+        site = "(none)" if inc.site is None else inc.site
+        why.append(f"site {site} is not in site {_listed(m.site)}")
+    if inc.impact.subscriber_count < m.min_subscribers:
+        why.append(f"{inc.impact.subscriber_count} subscriber(s) affected, fewer than "
+                   f"min_subscribers {m.min_subscribers}")
+    if inc.impact.revenue_at_risk < m.min_revenue:
+        why.append(f"revenue at risk {inc.impact.revenue_at_risk:.2f} is below "
+                   f"min_revenue {m.min_revenue:.2f}")
+    if m.sla_tier is not None and not set(m.sla_tier) & set(inc.impact.subscribers_by_tier):
+        tiers = ", ".join(sorted(inc.impact.subscribers_by_tier)) or "none"
+        why.append(f"no affected subscriber is in sla_tier {_listed(m.sla_tier)} "
+                   f"(affected tiers: {tiers})")
+    if m.planned is not None and inc.planned != m.planned:
+        why.append(f"planned is {str(inc.planned).lower()}, the rule wants "
+                   f"planned {str(m.planned).lower()}")
+    return why
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One rule's part in one decision: ``fired`` when it matched and no earlier matching
+    rule with ``stop: true`` (``stopped_by``) ended the evaluation before it."""
+
+    rule: Rule
+    reasons: tuple[str, ...]
+    stopped_by: str | None
+
+    @property
+    def matched(self) -> bool:
+        return not self.reasons
+
+    @property
+    def fired(self) -> bool:
+        return self.matched and self.stopped_by is None
+
+
+def evaluate(policy: Policy, event: IncidentEvent) -> list[Verdict]:
+    """Every rule's verdict on ``event``, in rule order; the rules that fire are exactly
+    those ``decide`` returns."""
+    out: list[Verdict] = []
+    stopped_by: str | None = None
+    for rule in policy.rules:
+        reasons = tuple(explain(rule, event))
+        out.append(Verdict(rule, reasons, stopped_by))
+        if not reasons and rule.stop and stopped_by is None:
+            stopped_by = rule.name
+    return out
 
 
 def decide(policy: Policy, event: IncidentEvent) -> list[tuple[Rule, ActionRef]]:

@@ -1,17 +1,25 @@
 """From Observations to incidents: detection, root cause, impact and lifecycle.
 
 ``Correlator.observe`` is synchronous and I/O-light (one small SQLite write per incident
-change): the collector calls it with each batch of observations from the bus.
+change): the collector calls it with each batch of observations from the bus. Judgement
+(planned, churn history, priority) runs only when an incident opens, changes scope or
+closes; flap damping is O(1) per state change. ``tick`` (about once a second) opens
+incidents whose hold-down has passed, releases elements that stopped flapping, expires
+silences and notices maintenance that ended under an open incident.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from correlator.config import ChurnConfig, DampingConfig, PriorityConfig
+from correlator.damping import Damper, ElementFlaps
 from correlator.incidents import (
+    FlapInfo,
     Impact,
     Incident,
     IncidentEvent,
@@ -19,6 +27,9 @@ from correlator.incidents import (
     compute_impact,
 )
 from correlator.inventory import Inventory
+from correlator.judgement import Judge
+from correlator.maintenance import MaintenanceWindow
+from correlator.silences import Maintenance, MaintenanceEvent
 from correlator.store import IncidentStore
 from correlator.topology import analyse, device_root, link_root, subscribers_behind
 from probes.types import (
@@ -33,6 +44,8 @@ from probes.types import (
 log = logging.getLogger(__name__)
 
 _SEVERITY = {"core": "critical", "aggregation": "critical", "access": "major"}
+_SWEEP_EVERY = 60.0  # seconds between sweeps of the damper's quiet elements
+_PRUNE_EVERY = 3600.0  # seconds between prunes of the subscriber incident history
 
 
 @dataclass(slots=True)
@@ -46,6 +59,7 @@ class Stats:
     observations: int = 0
     unknown_device: int = 0
     faults: int = 0
+    damped: int = 0  # state changes of flapping elements, counted but not correlated
 
 
 class Correlator:
@@ -58,13 +72,35 @@ class Correlator:
         *,
         clock: Callable[[], float] = time.time,
         hold_down: float = 0.0,
+        priority: PriorityConfig | None = None,
+        churn: ChurnConfig | None = None,
+        damping: DampingConfig | None = None,
+        windows: Iterable[MaintenanceWindow] = (),
+        max_silence: float = 7 * 86_400.0,
+        on_notice: Callable[[MaintenanceEvent], None] | None = None,
     ) -> None:
         """``hold_down``: seconds an unreachable device (or a link between two devices) must
         stay so before its incident opens, so that the faults of a failing neighbourhood,
         which arrive from different polls, are attributed to the right root before anyone
-        is told. Customer-facing ports open at once."""
+        is told. Customer-facing ports open at once (or after ``damping.port_hold_down``).
+
+        ``windows`` (from ``load_maintenance``) and the silences in ``store`` make
+        incidents planned; ``on_notice`` hears about silences created and expired.
+        ``self.maintenance`` is the maintenance API (windows, silences)."""
         self.inventory = inventory
         self.hold_down = hold_down
+        self.damping = damping or DampingConfig()
+        self.damper = Damper(self.damping)
+        self.maintenance = Maintenance(inventory, store, windows=windows, clock=clock,
+                                       max_silence=max_silence, on_event=on_notice)
+        self.churn = churn or ChurnConfig()
+        self.judge = Judge(inventory, store, self.maintenance,
+                           priority=priority or PriorityConfig(), churn=self.churn)
+        self._dirty = False  # a damped change: reconcile without a note
+        self._seen_maintenance = self.maintenance.version
+        self._next_plan_check = math.inf  # when the first planned incident's cover ends
+        self._next_sweep = 0.0
+        self._next_prune = 0.0
         self.pending: dict[str, float] = {}  # root key -> first seen, while held down
         self.recheck: set[str] = set()  # cut-off devices to confirm after their parent returned
         self._notes: list[TimelineEntry] = []
@@ -76,10 +112,19 @@ class Correlator:
         self.down_devices: set[str] = set()
         self.down_ports: set[tuple[str, str]] = set()
         self.open: dict[str, Incident] = {}  # root key -> incident
+        now = clock()
         for inc in store.open_incidents():
             self.open[inc.root] = inc
-            for key in (inc.root, *inc.symptoms):
+            keys: Sequence[str] = (inc.root, *inc.symptoms)
+            if inc.kind == "flapping" and inc.flap is not None:
+                self.damper.restore(inc.root, now, transitions=inc.flap.transitions,
+                                    first=inc.flap.since, down=inc.flap.state == "down")
+                if inc.flap.state != "down":
+                    keys = ()  # its (sticky) symptoms are history, not current state
+            for key in keys:
                 self._seed(key)
+            if inc.planned and inc.planned_until is not None:
+                self._next_plan_check = min(self._next_plan_check, inc.planned_until)
 
     def _seed(self, key: str) -> None:
         """Restore fault state from a persisted incident until observations say otherwise."""
@@ -94,6 +139,7 @@ class Correlator:
 
     def observe(self, batch: Iterable[Observation]) -> list[IncidentEvent]:
         changed: list[str] = []
+        self._dirty = False
         for obs in batch:
             self.stats.observations += 1
             if obs.device not in self.inventory.devices:
@@ -111,13 +157,122 @@ class Correlator:
             if note:
                 self.stats.faults += 1
                 changed.append(note)
-        if not changed:
+        if not changed and not self._dirty:
             return []
         return self._reconcile(changed)
 
     def tick(self) -> list[IncidentEvent]:
-        """Open incidents whose hold-down has passed. Call about once a second."""
-        return self._reconcile([]) if self.pending else []
+        """Open incidents whose hold-down has passed, resolve flapping that has calmed
+        down, expire silences, and re-check planned incidents whose maintenance ended.
+        Call about once a second."""
+        now = self.clock()
+        events: list[IncidentEvent] = []
+        again = bool(self.pending)
+        if self.damper.suppressed:
+            again |= self._release_stable(now, events)
+        self.maintenance.expire_due(now)
+        if self.maintenance.version != self._seen_maintenance or now >= self._next_plan_check:
+            self._replan(now, events)
+        if now >= self._next_sweep:
+            self._next_sweep = now + _SWEEP_EVERY
+            self.damper.sweep(now)
+        if now >= self._next_prune:
+            self._next_prune = now + _PRUNE_EVERY
+            self.store.prune_hits(now - self.churn.window_days * 86_400.0)
+        if again:
+            events.extend(self._reconcile([]))
+        return events
+
+    # --- flap damping --------------------------------------------------------------------
+
+    def _changed(self, root: str, *, down: bool, note: str) -> str | None:
+        """A state change of an element: the note to correlate, or None when damped."""
+        if not self.damping.enabled:
+            return note
+        now = self.clock()
+        was = root in self.damper.suppressed
+        st = self.damper.record(root, now, down=down)
+        if was:
+            self.stats.damped += 1
+            self._flap_progress(root, st, now)
+            self._dirty = True
+            return None
+        if st.suppressed:
+            log.warning("element flapping element=%s transitions=%d window=%.0fs", root,
+                        st.transitions, st.window)
+        return note
+
+    def _flap_progress(self, root: str, st: ElementFlaps, now: float) -> None:
+        """Count one more change on the element's flapping incident: no event."""
+        inc = self.open.get(root)
+        if inc is None or inc.kind != "flapping":
+            return
+        inc = replace(inc, flap=_flap_info(st), updated_at=now)
+        self.open[root] = inc
+        self.store.save(inc)
+
+    def _is_down(self, root: str) -> bool:
+        kind, _, rest = root.partition(":")
+        if kind == "device":
+            return rest in self.down_devices
+        device, _, port = rest.partition(":")
+        return (device, port) in self.down_ports
+
+    def _release_stable(self, now: float, events: list[IncidentEvent]) -> bool:
+        """Resolve the flapping incidents of elements stable long enough; True when one
+        of them is stable *down* (a plain incident takes over: reconcile)."""
+        again = False
+        for root in self.damper.due(now):
+            st = self.damper.get(root)
+            flap = _flap_info(st) if st is not None else None
+            self.damper.release(root, now)
+            inc = self.open.get(root)
+            if inc is None or inc.kind != "flapping":
+                continue
+            down = self._is_down(root)
+            flap = flap or inc.flap
+            n = flap.transitions if flap else 0
+            text = (f"no longer flapping: stable {'down' if down else 'up'} for "
+                    f"{self.damping.stable_for:.0f}s after {n} state changes")
+            if down:
+                text += "; an incident for the outage takes over"
+            closed = replace(inc, state="resolved", resolved_at=now, updated_at=now, flap=flap,
+                             timeline=(*inc.timeline, TimelineEntry(now, text)))
+            closed = self.judge.assess(closed, now, previous=inc.impact)
+            del self.open[root]
+            self.store.save(closed)
+            log.info("flapping resolved incident=%s root=%s transitions=%d stable=%s", inc.id,
+                     root, n, "down" if down else "up")
+            events.append(IncidentEvent("resolved", closed, now))
+            if down:
+                again = True
+                hold = self._hold_for(root)
+                if hold > 0:
+                    self.pending[root] = now - hold  # down long enough: no second hold-down
+        return again
+
+    # --- maintenance ---------------------------------------------------------------------
+
+    def _replan(self, now: float, events: list[IncidentEvent]) -> None:
+        """Planned incidents whose windows or silences ended (or changed): still covered,
+        or no longer planned (an update, so that customers can now be told)."""
+        self._seen_maintenance = self.maintenance.version
+        nxt = math.inf
+        for root, inc in list(self.open.items()):
+            if not inc.planned:
+                continue
+            upd, dropped = self.judge.keep_plan(inc, now)
+            if dropped:
+                upd = replace(upd, updated_at=now, revision=inc.revision + 1)
+                log.info("incident no longer planned incident=%s was=%s", inc.id,
+                         ",".join(inc.planned_by))
+                events.append(IncidentEvent("updated", upd, now))
+            if upd != inc:
+                self.open[root] = upd
+                self.store.save(upd)
+            if upd.planned and upd.planned_until is not None:
+                nxt = min(nxt, upd.planned_until)
+        self._next_plan_check = nxt
 
     def _reachability(self, obs: Observation) -> str | None:
         up = bool(obs.value)
@@ -130,11 +285,12 @@ class Correlator:
         if up and dev in self.down_devices:
             self.down_devices.discard(dev)
             self._recheck_below(dev)
-            return f"{dev} answers again"
+            return self._changed(device_root(dev), down=False, note=f"{dev} answers again")
         if not up and dev not in self.down_devices:
             self.down_devices.add(dev)
             reason = obs.labels.get("reason", "no answer")
-            return f"{dev} stopped answering {obs.source} ({reason})"
+            return self._changed(device_root(dev), down=True,
+                                 note=f"{dev} stopped answering {obs.source} ({reason})")
         return None
 
     def _recheck_below(self, dev: str) -> None:
@@ -165,14 +321,16 @@ class Correlator:
             if not is_down:
                 self.down_ports.discard(key)
                 why = "up" if admin_up else "administratively down"
-                return f"{obs.device} {obs.instance} is {why} ({obs.source})"
+                return self._changed(link_root(*key), down=False,
+                                     note=f"{obs.device} {obs.instance} is {why} ({obs.source})")
             return None
         if before is None:
             return None  # baseline: a port already down when we start is not news
         was_down = before.admin_up and before.oper != STATUS_UP
         if is_down and not was_down:
             self.down_ports.add(key)
-            return f"{obs.device} {obs.instance} went {status} ({obs.source})"
+            return self._changed(link_root(*key), down=True,
+                                 note=f"{obs.device} {obs.instance} went {status} ({obs.source})")
         return None
 
     # --- root cause and lifecycle ----------------------------------------------------------
@@ -184,42 +342,42 @@ class Correlator:
         analysis = analyse(inv, self.down_devices, self.down_ports, opened_at)
         events: list[IncidentEvent] = []
         timeline = tuple(TimelineEntry(now, n) for n in notes)
-        self._notes = [n for n in self._notes if now - n.ts <= 2 * self.hold_down] + list(timeline)
+        keep = 2 * max(self.hold_down, self.damping.port_hold_down)
+        self._notes = [n for n in self._notes if now - n.ts <= keep] + list(timeline)
         self.pending = {r: t for r, t in self.pending.items() if r in analysis.symptoms}
 
-        gone = [root for root in self.open if root not in analysis.symptoms]
+        # a flapping incident ends only when its element is stable (see tick)
+        gone = [root for root, inc in self.open.items()
+                if root not in analysis.symptoms and inc.kind != "flapping"]
         for root in sorted(analysis.symptoms, key=lambda r: (opened_at.get(r, now), r)):
             devices = analysis.affected_devices[root]
             subs = subscribers_behind(inv, root, devices)
             impact = compute_impact(inv, subs, devices)
             symptoms = tuple(sorted(analysis.symptoms[root]))
             inc = self.open.get(root)
-            if inc is None:
-                if self.hold_down > 0 and self._held(root):
+            if root in self.damper.suppressed and (inc is None or inc.kind != "flapping"):
+                self.pending.pop(root, None)
+                self._open_flapping(root, now, symptoms, impact, timeline, inc, events)
+            elif inc is None:
+                hold = self._hold_for(root)
+                if hold > 0:
                     first = self.pending.setdefault(root, now)
-                    if now - first < self.hold_down:
+                    if now - first < hold:
                         continue
                     del self.pending[root]
                 else:
                     first = now
-                held = tuple(n for n in self._notes if n.ts >= first - self.hold_down) or timeline
+                since = first - max(hold, self.hold_down)
+                held = tuple(n for n in self._notes if n.ts >= since) or timeline
                 inc = self._new_incident(root, now, symptoms, impact, held)
-                self.open[root] = inc
-                self.store.save(inc)
-                log.warning(
-                    "incident opened incident=%s root=%s subscribers=%d revenue_at_risk=%.2f "
-                    "symptoms=%d", inc.id, root, impact.subscriber_count,
-                    impact.revenue_at_risk, len(symptoms),
-                )
-                events.append(IncidentEvent("opened", inc, now))
-            elif inc.symptoms != symptoms or inc.impact != impact:
-                inc = replace(inc, symptoms=symptoms, impact=impact, updated_at=now,
-                              revision=inc.revision + 1, timeline=inc.timeline + timeline)
-                self.open[root] = inc
-                self.store.save(inc)
-                log.info("incident updated incident=%s subscribers=%d symptoms=%d",
-                         inc.id, impact.subscriber_count, len(symptoms))
-                events.append(IncidentEvent("updated", inc, now))
+                inc = self.judge.plan(inc, now)
+                inc = self.judge.assess(inc, now, previous=None,
+                                        exclude=self._absorbed(symptoms))
+                self._opened(inc, now, events)
+            elif inc.kind == "flapping":
+                self._grow_flapping(inc, now, symptoms, impact, events)
+            elif inc.symptoms != symptoms or not inc.impact.same_scope(impact):
+                self._update(inc, now, symptoms, impact, timeline, events)
 
         for root in gone:
             owner_key = next((r for r, sy in analysis.symptoms.items() if root in sy), None)
@@ -236,25 +394,110 @@ class Correlator:
                 )
                 log.info("incident merged incident=%s into=%s", inc.id, owner.id)
                 events.append(IncidentEvent("merged", closed, now))
+                self.store.forget_hits(inc.id)  # its subscribers count with the owner
             else:
                 closed = replace(
                     inc, state="resolved", resolved_at=now, updated_at=now,
                     timeline=inc.timeline + timeline + (TimelineEntry(now, "resolved"),),
                 )
+                closed = self.judge.assess(closed, now, previous=inc.impact)
                 log.info("incident resolved incident=%s root=%s after=%.0fs",
                          inc.id, root, now - inc.opened_at)
                 events.append(IncidentEvent("resolved", closed, now))
             self.store.save(closed)
         return events
 
-    def _held(self, root: str) -> bool:
+    def _opened(self, inc: Incident, now: float, events: list[IncidentEvent]) -> None:
+        self.open[inc.root] = inc
+        self.store.save(inc)
+        if inc.planned and inc.planned_until is not None:
+            self._next_plan_check = min(self._next_plan_check, inc.planned_until)
+        log.warning(
+            "incident opened incident=%s root=%s kind=%s subscribers=%d revenue_at_risk=%.2f "
+            "symptoms=%d priority=%.2f planned=%s", inc.id, inc.root, inc.kind,
+            inc.impact.subscriber_count, inc.impact.revenue_at_risk, len(inc.symptoms),
+            inc.priority, inc.planned,
+        )
+        events.append(IncidentEvent("opened", inc, now))
+
+    def _update(
+        self, inc: Incident, now: float, symptoms: tuple[str, ...], impact: Impact,
+        timeline: tuple[TimelineEntry, ...], events: list[IncidentEvent],
+    ) -> None:
+        new = replace(inc, symptoms=symptoms, impact=impact, updated_at=now,
+                      revision=inc.revision + 1, timeline=inc.timeline + timeline)
+        if new.planned:
+            new, _ = self.judge.keep_plan(new, now)
+        new = self.judge.assess(new, now, previous=inc.impact, exclude=self._absorbed(symptoms))
+        self.open[new.root] = new
+        self.store.save(new)
+        if new.planned and new.planned_until is not None:
+            self._next_plan_check = min(self._next_plan_check, new.planned_until)
+        log.info("incident updated incident=%s subscribers=%d symptoms=%d priority=%.2f",
+                 new.id, impact.subscriber_count, len(symptoms), new.priority)
+        events.append(IncidentEvent("updated", new, now))
+
+    def _absorbed(self, symptoms: Iterable[str]) -> tuple[str, ...]:
+        """Ids of open incidents about to merge into the one with these symptoms."""
+        return tuple(self.open[s].id for s in symptoms if s in self.open)
+
+    def _open_flapping(
+        self, root: str, now: float, symptoms: tuple[str, ...], impact: Impact,
+        timeline: tuple[TimelineEntry, ...], replacing: Incident | None,
+        events: list[IncidentEvent],
+    ) -> None:
+        """One incident for a flapping element; the element's own incident, if one is
+        open, merges into it."""
+        st = self.damper.get(root)
+        assert st is not None
+        text = (f"flapping: {st.transitions} state changes in {st.window:.0f}s; later changes "
+                f"are counted here, and it resolves once stable for "
+                f"{self.damping.stable_for:.0f}s")
+        base = self._new_incident(root, now, symptoms, impact,
+                                  (*timeline, TimelineEntry(now, text)))
+        inc = self.judge.plan(replace(base, kind="flapping", flap=_flap_info(st)), now)
+        absorbed = self._absorbed(symptoms) + ((replacing.id,) if replacing else ())
+        inc = self.judge.assess(inc, now, previous=None, exclude=absorbed)
+        merged: IncidentEvent | None = None
+        if replacing is not None:
+            closed = replace(
+                replacing, state="merged", merged_into=inc.id, resolved_at=now, updated_at=now,
+                timeline=(*replacing.timeline,
+                          TimelineEntry(now, f"now part of {inc.id} ({inc.title})")),
+            )
+            self.store.save(closed)  # first: one open incident per root
+            self.store.forget_hits(replacing.id)
+            log.info("incident merged incident=%s into=%s", replacing.id, inc.id)
+            merged = IncidentEvent("merged", closed, now)
+        self._opened(inc, now, events)
+        if merged is not None:
+            events.append(merged)
+
+    def _grow_flapping(
+        self, inc: Incident, now: float, symptoms: tuple[str, ...], impact: Impact,
+        events: list[IncidentEvent],
+    ) -> None:
+        """A flapping incident keeps everything it has hurt in this episode: its scope
+        only grows (an update), it never shrinks while the element is up."""
+        subs = set(inc.impact.subscribers) | set(impact.subscribers)
+        devices = set(inc.impact.devices) | set(impact.devices)
+        syms = tuple(sorted(set(inc.symptoms) | set(symptoms)))
+        if (len(subs) == len(inc.impact.subscribers) and syms == inc.symptoms
+                and len(devices) == len(inc.impact.devices)):
+            return
+        self._update(inc, now, syms, compute_impact(self.inventory, subs, devices), (), events)
+
+    def _hold_for(self, root: str) -> float:
         """Unreachable devices and links between devices wait out the hold-down: the rest
-        of their neighbourhood's faults are on the way. Customer ports open at once."""
+        of their neighbourhood's faults are on the way. Customer ports open at once, or
+        after ``damping.port_hold_down``."""
         kind, _, rest = root.partition(":")
         if kind == "device":
-            return True
+            return self.hold_down
         device, _, port = rest.partition(":")
-        return (device, port) in self.inventory.edge_ports
+        if (device, port) in self.inventory.edge_ports:
+            return self.hold_down
+        return self.damping.port_hold_down
 
     def _new_incident(
         self, root: str, now: float, symptoms: tuple[str, ...], impact: Impact,
@@ -279,6 +522,14 @@ class Correlator:
 
     def open_incidents(self) -> list[Incident]:
         return sorted(self.open.values(), key=lambda i: i.opened_at)
+
+    def ranked(self) -> list[Incident]:
+        """Open incidents, highest priority first (then the earliest opened)."""
+        return sorted(self.open.values(), key=lambda i: (-i.priority, i.opened_at, i.id))
+
+
+def _flap_info(st: ElementFlaps) -> FlapInfo:
+    return FlapInfo(st.transitions, st.first, st.last_change, "down" if st.down else "up")
 
 
 __all__ = ["Correlator", "device_root", "link_root"]

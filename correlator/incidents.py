@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from correlator.inventory import Inventory
+from correlator.priority import PriorityComponent
 
 IncidentState = Literal["open", "resolved", "merged"]
 EventType = Literal["opened", "updated", "resolved", "merged"]
@@ -22,10 +23,22 @@ class Impact:
     devices: tuple[str, ...] = ()
     revenue_by_tier: Mapping[str, float] = field(default_factory=dict)
     subscribers_by_tier: Mapping[str, int] = field(default_factory=dict)
+    # affected subscribers whose contract ends within priority.renewal_window_days
+    contracts_near_renewal: tuple[str, ...] = ()
+    # affected subscribers hit by churn.repeat_threshold incidents or more (this one included)
+    # within churn.window_days
+    repeat_subscribers: tuple[str, ...] = ()
 
     @property
     def subscriber_count(self) -> int:
         return len(self.subscribers)
+
+    def same_scope(self, other: Impact) -> bool:
+        """Same subscribers, devices and money: the judgement fields are left out, since
+        they follow from the scope (and the clock)."""
+        return (self.subscribers == other.subscribers and self.devices == other.devices
+                and self.revenue_by_tier == other.revenue_by_tier
+                and self.subscribers_by_tier == other.subscribers_by_tier)
 
     @property
     def revenue_at_risk(self) -> float:
@@ -39,6 +52,8 @@ class Impact:
             "subscribers_by_tier": dict(self.subscribers_by_tier),
             "devices": list(self.devices),
             "subscribers": list(self.subscribers),
+            "contracts_near_renewal": list(self.contracts_near_renewal),
+            "repeat_subscribers": list(self.repeat_subscribers),
         }
 
     @classmethod
@@ -48,10 +63,14 @@ class Impact:
             devices=tuple(d.get("devices", ())),
             revenue_by_tier=dict(d.get("revenue_by_tier", {})),
             subscribers_by_tier=dict(d.get("subscribers_by_tier", {})),
+            contracts_near_renewal=tuple(d.get("contracts_near_renewal", ())),
+            repeat_subscribers=tuple(d.get("repeat_subscribers", ())),
         )
 
 
 def compute_impact(inv: Inventory, subscriber_ids: Iterable[str], devices: Iterable[str]) -> Impact:
+    """Who and what losing ``subscriber_ids`` and ``devices`` hurts. The judgement fields
+    (contracts near renewal, repeat subscribers) are filled in by ``correlator.judgement``."""
     revenue: dict[str, float] = defaultdict(float)
     count: dict[str, int] = defaultdict(int)
     ids = sorted(set(subscriber_ids))
@@ -74,10 +93,25 @@ class TimelineEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class FlapInfo:
+    """What a ``flapping`` incident has seen: ``transitions`` state changes between
+    ``since`` and ``last_change``; ``state`` is the element's state after the last one."""
+
+    transitions: int
+    since: float
+    last_change: float
+    state: Literal["up", "down"]
+
+    @property
+    def window(self) -> float:
+        return self.last_change - self.since
+
+
+@dataclass(frozen=True, slots=True)
 class Incident:
     id: str
     root: str
-    kind: str  # device_unreachable | link_down
+    kind: str  # device_unreachable | link_down | flapping
     device: str
     port: str | None
     role: str
@@ -92,20 +126,47 @@ class Incident:
     symptoms: tuple[str, ...] = ()
     impact: Impact = field(default_factory=Impact)
     timeline: tuple[TimelineEntry, ...] = ()
+    # judgement: recomputed on every change and persisted with the incident
+    priority: float = 0.0
+    priority_breakdown: tuple[PriorityComponent, ...] = ()
+    planned: bool = False  # inside a maintenance window or silence: no customer messages
+    planned_by: tuple[str, ...] = ()  # the windows / silences that cover it
+    planned_until: float | None = None  # when the last of them ends
+    flap: FlapInfo | None = None  # kind == "flapping" only
 
     @property
     def title(self) -> str:
         if self.kind == "device_unreachable":
             return f"{self.role} device {self.device} unreachable"
+        if self.kind == "flapping":
+            what = (f"{self.role} device {self.device}" if self.port is None
+                    else f"link on {self.device} {self.port}")
+            n = self.flap.transitions if self.flap else 0
+            return f"{what} flapping ({n} state changes)"
         return f"link down on {self.device} {self.port}"
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["impact"] = self.impact.to_dict()
-        d["title"] = self.title
-        d["symptoms"] = list(self.symptoms)
-        d["timeline"] = [{"ts": t.ts, "text": t.text} for t in self.timeline]
-        return d
+        return {
+            "id": self.id, "root": self.root, "kind": self.kind, "device": self.device,
+            "port": self.port, "role": self.role, "site": self.site,
+            "severity": self.severity, "state": self.state, "opened_at": self.opened_at,
+            "updated_at": self.updated_at, "resolved_at": self.resolved_at,
+            "merged_into": self.merged_into, "revision": self.revision,
+            "symptoms": list(self.symptoms),
+            "impact": self.impact.to_dict(),
+            "timeline": [{"ts": t.ts, "text": t.text} for t in self.timeline],
+            "priority": self.priority,
+            "priority_breakdown": [c.to_dict() for c in self.priority_breakdown],
+            "planned": self.planned,
+            "planned_by": list(self.planned_by),
+            "planned_until": self.planned_until,
+            "flap": None if self.flap is None else {
+                "transitions": self.flap.transitions, "since": self.flap.since,
+                "last_change": self.flap.last_change, "state": self.flap.state,
+                "window": self.flap.window,
+            },
+            "title": self.title,
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -120,6 +181,17 @@ class Incident:
             revision=d.get("revision", 1), symptoms=tuple(d.get("symptoms", ())),
             impact=Impact.from_dict(d.get("impact", {})),
             timeline=tuple(TimelineEntry(t["ts"], t["text"]) for t in d.get("timeline", ())),
+            priority=d.get("priority", 0.0),
+            priority_breakdown=tuple(
+                PriorityComponent.from_dict(c) for c in d.get("priority_breakdown", ())
+            ),
+            planned=d.get("planned", False),
+            planned_by=tuple(d.get("planned_by", ())),
+            planned_until=d.get("planned_until"),
+            flap=None if not d.get("flap") else FlapInfo(
+                d["flap"]["transitions"], d["flap"]["since"], d["flap"]["last_change"],
+                d["flap"]["state"],
+            ),
         )
 
 

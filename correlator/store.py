@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 from correlator.errors import StateStoreError
@@ -21,7 +22,25 @@ CREATE UNIQUE INDEX IF NOT EXISTS incidents_one_open_per_root
     ON incidents(root) WHERE state = 'open';
 CREATE INDEX IF NOT EXISTS incidents_opened ON incidents(opened_at);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- which incidents hit which subscriber, and when (churn risk rises with repeats)
+CREATE TABLE IF NOT EXISTS subscriber_hits (
+    subscriber TEXT NOT NULL,
+    incident TEXT NOT NULL,
+    ts REAL NOT NULL,
+    PRIMARY KEY (subscriber, incident)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS subscriber_hits_incident ON subscriber_hits(incident);
+CREATE INDEX IF NOT EXISTS subscriber_hits_ts ON subscriber_hits(ts);
+-- ad-hoc silences (maintenance created at run time); data is the silence as JSON
+CREATE TABLE IF NOT EXISTS silences (
+    id TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL,
+    expired_at REAL,
+    data TEXT NOT NULL
+);
 """
+
+_CHUNK = 500  # subscriber ids per IN (...) query, well under SQLite's variable limit
 
 
 class IncidentStore:
@@ -69,6 +88,129 @@ class IncidentStore:
 
     def recent(self, limit: int = 100) -> list[Incident]:
         return self._query("SELECT data FROM incidents ORDER BY opened_at DESC LIMIT ?", (limit,))
+
+    def query(
+        self,
+        *,
+        states: Sequence[str] = (),
+        severity: str | None = None,
+        device: str | None = None,
+        kind: str | None = None,
+        limit: int = 100,
+    ) -> list[Incident]:
+        """Incidents in any of ``states`` (all when empty) matching the other filters that
+        are given, most recently opened first."""
+        where: list[str] = []
+        args: list[object] = []
+        if states:
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            args.extend(states)
+        for name, value in (("severity", severity), ("device", device), ("kind", kind)):
+            if value is not None:
+                where.append(f"json_extract(data, '$.{name}') = ?")
+                args.append(value)
+        sql = "SELECT data FROM incidents"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY opened_at DESC, id DESC LIMIT ?"
+        return self._query(sql, (*args, limit))
+
+    def count_by_state(self) -> dict[str, int]:
+        """How many incidents are in each state (states with none are left out)."""
+        rows = self._db.execute("SELECT state, COUNT(*) FROM incidents GROUP BY state")
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    # --- subscriber incident history (churn) --------------------------------------------
+
+    def record_hits(self, incident_id: str, subscribers: Sequence[str], ts: float) -> None:
+        """Note that ``incident_id`` hit ``subscribers`` (once per pair; repeats are no-ops)."""
+        if not subscribers:
+            return
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO subscriber_hits(subscriber, incident, ts) VALUES(?,?,?)",
+                    ((s, incident_id, ts) for s in subscribers),
+                )
+        except sqlite3.Error as exc:
+            raise StateStoreError(
+                f"cannot record subscribers of incident {incident_id} in {self.path}: {exc}"
+            ) from exc
+
+    def hit_counts(
+        self, subscribers: Sequence[str], *, since: float, exclude: Sequence[str] = ()
+    ) -> dict[str, int]:
+        """How many incidents (not in ``exclude``) hit each of ``subscribers`` at or after
+        ``since``; subscribers with none are left out."""
+        out: dict[str, int] = {}
+        skip = f" AND incident NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
+        try:
+            for i in range(0, len(subscribers), _CHUNK):
+                part = subscribers[i:i + _CHUNK]
+                rows = self._db.execute(
+                    "SELECT subscriber, COUNT(*) FROM subscriber_hits WHERE subscriber IN "
+                    f"({','.join('?' * len(part))}) AND ts >= ?{skip} GROUP BY subscriber",
+                    (*part, since, *exclude),
+                )
+                out.update((str(r[0]), int(r[1])) for r in rows)
+        except sqlite3.Error as exc:
+            raise StateStoreError(f"cannot read subscriber history in {self.path}: {exc}") from exc
+        return out
+
+    def forget_hits(self, incident_id: str) -> None:
+        """Drop an incident's hits (it was merged: its subscribers count once, with the
+        incident it merged into)."""
+        try:
+            self._db.execute("DELETE FROM subscriber_hits WHERE incident=?", (incident_id,))
+        except sqlite3.Error as exc:
+            raise StateStoreError(
+                f"cannot update subscriber history in {self.path}: {exc}"
+            ) from exc
+
+    def prune_hits(self, before: float) -> int:
+        """Forget hits older than ``before``; returns how many."""
+        try:
+            cur = self._db.execute("DELETE FROM subscriber_hits WHERE ts < ?", (before,))
+        except sqlite3.Error as exc:
+            raise StateStoreError(f"cannot prune subscriber history in {self.path}: {exc}") from exc
+        return cur.rowcount
+
+    # --- silences ------------------------------------------------------------------------
+
+    def next_silence_id(self) -> str:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute(
+                "INSERT INTO counters(name, value) VALUES('silence', 1) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value"
+            ).fetchone()
+        return f"SIL-{int(row[0]):06d}"
+
+    def save_silence(
+        self, silence_id: str, *, expires_at: float, expired_at: float | None, data: str
+    ) -> None:
+        try:
+            self._db.execute(
+                "INSERT INTO silences(id, expires_at, expired_at, data) VALUES(?,?,?,?) "
+                "ON CONFLICT(id) DO UPDATE SET expires_at=excluded.expires_at, "
+                "expired_at=excluded.expired_at, data=excluded.data",
+                (silence_id, expires_at, expired_at, data),
+            )
+        except sqlite3.Error as exc:
+            raise StateStoreError(
+                f"cannot write silence {silence_id} to {self.path}: {exc}"
+            ) from exc
+
+    def load_silences(self, *, include_expired: bool = False, limit: int = 1000) -> list[str]:
+        """Silences as JSON, most recently expiring first; only those not yet marked
+        expired unless ``include_expired``."""
+        where = "" if include_expired else " WHERE expired_at IS NULL"
+        rows = self._db.execute(
+            f"SELECT data FROM silences{where} ORDER BY expires_at DESC, id DESC LIMIT ?",
+            (limit,),
+        )
+        return [str(r[0]) for r in rows]
 
     def _query(self, sql: str, args: tuple[object, ...] = ()) -> list[Incident]:
         import json

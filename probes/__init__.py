@@ -35,9 +35,9 @@ __all__ = [
     "Observation",
     "PollResult",
     "Poller",
-    "Publish",
     "ProbeAuthError",
     "ProbeConfigError",
     "ProbeError",
     "ProbeTimeout",
+    "Publish",
 ]
