@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from actions.errors import JournalError
 from actions.types import ActionPlan
@@ -146,16 +148,66 @@ class Journal:
         rows = self.rows("WHERE key=?", (key,))
         return rows[0] if rows else None
 
-    def rows(self, where: str = "", args: tuple[object, ...] = (), limit: int = 500) -> list[JournalRow]:
+    def rows(
+        self, where: str = "", args: tuple[object, ...] = (), limit: int = 500
+    ) -> list[JournalRow]:
         cur = self._exec(
             "SELECT key, incident_id, event, rule, target, executor, state, dry_run, attempts, "
             f"next_at, created_at, updated_at, last_error, status_code FROM actions {where} "
             "ORDER BY created_at LIMIT ?", (*args, limit),
         )
-        return [JournalRow(*r[:7], bool(r[7]), *r[8:]) for r in cur.fetchall()]
+        return [
+            JournalRow(key=r[0], incident_id=r[1], event=r[2], rule=r[3], target=r[4],
+                       executor=r[5], state=r[6], dry_run=bool(r[7]), attempts=r[8],
+                       next_at=r[9], created_at=r[10], updated_at=r[11], last_error=r[12],
+                       status_code=r[13])
+            for r in cur.fetchall()
+        ]
+
+    def query(
+        self, *, states: Sequence[str] = (), incident_id: str | None = None, limit: int = 100
+    ) -> list[JournalRow]:
+        """Rows in any of ``states`` (all when empty), of one incident if given, newest
+        first: what a supervisor asks for."""
+        where: list[str] = []
+        args: list[object] = []
+        if states:
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            args.extend(states)
+        if incident_id is not None:
+            where.append("incident_id=?")
+            args.append(incident_id)
+        cur = self._exec(
+            "SELECT key, incident_id, event, rule, target, executor, state, dry_run, attempts, "
+            "next_at, created_at, updated_at, last_error, status_code FROM actions "
+            f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+            "ORDER BY created_at DESC, key LIMIT ?", (*args, limit),
+        )
+        return [
+            JournalRow(key=r[0], incident_id=r[1], event=r[2], rule=r[3], target=r[4],
+                       executor=r[5], state=r[6], dry_run=bool(r[7]), attempts=r[8],
+                       next_at=r[9], created_at=r[10], updated_at=r[11], last_error=r[12],
+                       status_code=r[13])
+            for r in cur.fetchall()
+        ]
+
+    def payload(self, key: str) -> dict[str, Any] | None:
+        """The body planned for ``key``: the inputs (incident snapshot) of that decision."""
+        row = self._exec("SELECT payload FROM actions WHERE key=?", (key,)).fetchone()
+        if row is None:
+            return None
+        data = json.loads(row[0])
+        return data if isinstance(data, dict) else None
+
+    def state_counts(self) -> dict[str, int]:
+        """How many rows are in each state (states with none are left out)."""
+        cur = self._exec("SELECT state, COUNT(*) FROM actions GROUP BY state ORDER BY state")
+        return {str(r[0]): int(r[1]) for r in cur.fetchall()}
 
     def backlog(self) -> int:
-        row = self._exec("SELECT COUNT(*) FROM actions WHERE state IN ('planned','running')").fetchone()
+        row = self._exec(
+            "SELECT COUNT(*) FROM actions WHERE state IN ('planned','running')"
+        ).fetchone()
         return int(row[0])
 
     def close(self) -> None:

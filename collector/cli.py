@@ -41,7 +41,50 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="one JSON object per line")
     demo.add_argument("--keep", action="store_true",
                       help="keep the demo's temporary directory (config, state, logs)")
+    _supervisor_commands(sub)
     return p
+
+
+SUPERVISOR_COMMANDS = ("status", "incidents", "incident", "explain", "actions")
+
+
+def _supervisor_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Commands that ask a running daemon, through its API (collector/supervisor.py)."""
+    from collector.supervisor import (
+        DEFAULT_API,
+        DEFAULT_TOKEN_FILE,
+        default_api,
+        default_token_file,
+    )
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--api", default=default_api(), metavar="URL",
+                        help=f"the daemon's API (default $NETREFLEX_API or {DEFAULT_API})")
+    common.add_argument("--token-file", default=default_token_file(), metavar="PATH",
+                        help="file holding the API token (default $NETREFLEX_TOKEN_FILE or "
+                             f"{DEFAULT_TOKEN_FILE})")
+    common.add_argument("--json", action="store_true", help="print the API's JSON")
+    limit = argparse.ArgumentParser(add_help=False)
+    limit.add_argument("--limit", type=int, default=None, help="at most this many, newest first")
+
+    sub.add_parser("status", parents=[common], help="is the daemon up; incidents, backlog")
+    inc = sub.add_parser("incidents", parents=[common, limit], help="list incidents")
+    inc.add_argument("--state", choices=("open", "resolved", "merged", "all"), default="open")
+    inc.add_argument("--severity", choices=("critical", "major", "minor"))
+    inc.add_argument("--kind", choices=("device_unreachable", "link_down", "flapping"))
+    inc.add_argument("--device", help="only incidents rooted at this device")
+    one = sub.add_parser("incident", parents=[common],
+                         help="one incident: root cause, symptoms, impact, timeline")
+    one.add_argument("id", metavar="ID", help="incident id, e.g. INC-000042")
+    exp = sub.add_parser("explain", parents=[common],
+                         help="why: every rule for an incident, or one action's record")
+    exp.add_argument("id", metavar="ID", help="incident id (INC-...) or action key (nrx-...)")
+    act = sub.add_parser("actions", parents=[common, limit], help="the action journal")
+    which = act.add_mutually_exclusive_group()
+    which.add_argument("--pending", action="store_true", help="planned or running only")
+    which.add_argument("--state", choices=("planned", "running", "succeeded", "failed",
+                                           "dry_run", "all"), default="all")
+    act.add_argument("--incident", metavar="ID", help="only the actions of this incident")
 
 
 def _load(path: str) -> object:
@@ -60,6 +103,10 @@ def _load(path: str) -> object:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in SUPERVISOR_COMMANDS:
+        from collector.supervisor import run as supervise
+
+        return supervise(args)
     if args.command == "check":
         path = args.config or args.config_opt or DEFAULT_CONFIG
         settings = _load(path)
@@ -68,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from collector.config import Settings
 
         assert isinstance(settings, Settings)
+        for warning in settings.warnings:
+            print(warning, file=sys.stderr)
         inv = settings.inventory
         print(f"{path}: ok ({len(settings.config.devices)} polled device(s), "
               f"{len(inv.devices)} inventory device(s), {len(inv.subscribers)} subscriber(s), "
@@ -83,11 +132,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(path: str) -> int:
+    from actions.errors import ActionError
     from collector.config import Settings
     from collector.daemon import Daemon
     from collector.logs import setup_logging
     from correlator.errors import CorrelationError
-    from actions.errors import ActionError
 
     settings = _load(path)
     if settings is None:

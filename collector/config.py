@@ -12,17 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from actions.policy import Policy, load_policy
 from correlator.config import CorrelationConfig
 from correlator.inventory import Inventory, load_inventory
 from probes.snmp.config import SnmpCredentials, SnmpProbeConfig
-from probes.source import Problem, SourceError, Strict, load_yaml, validate
+from probes.source import Problem, Secret, SourceError, Strict, load_yaml, validate
+
+MIN_TOKEN_LENGTH = 16
 
 
 def _listen(value: str) -> str:
-    host, sep, port = value.rpartition(":")
+    _, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:9731")
     return value
@@ -33,10 +35,30 @@ class DaemonConfig(Strict):
     metrics_listen: str | None = Field(default="127.0.0.1:9731")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_timeout: float = Field(default=10.0, gt=0, le=300)
+    api_listen: str | None = Field(
+        default="127.0.0.1:9732", description="supervisor HTTP API; null turns it off"
+    )
+    api_token: Secret | None = Field(
+        default=None, description="bearer token the supervisor API requires (and the CLI sends)"
+    )
 
-    _check_listen = field_validator("metrics_listen")(
+    _check_listen = field_validator("metrics_listen", "api_listen")(
         lambda v: None if v is None else _listen(v)
     )
+
+    @field_validator("api_token")
+    @classmethod
+    def _token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return v
+        token = v.get_secret_value()
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"too short ({len(token)} characters); use at least "
+                             f"{MIN_TOKEN_LENGTH}, e.g. the output of `openssl rand -hex 32`")
+        if not all("!" <= c <= "~" for c in token):
+            raise ValueError("must be printable ASCII without spaces (it is sent in an HTTP "
+                             "header), e.g. the output of `openssl rand -hex 32`")
+        return v
 
 
 class PollingConfig(Strict):
@@ -80,6 +102,7 @@ class Settings:
     config: RootConfig
     inventory: Inventory
     policy: Policy
+    warnings: tuple[Problem, ...] = ()  # worth saying, not worth refusing to start
 
     @property
     def state_dir(self) -> Path:
@@ -104,6 +127,22 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
                                             f"unknown credentials (defined: {known})",
                                             probe.credentials))
 
+    warnings: list[Problem] = []
+    if cfg.daemon.api_listen is not None and cfg.daemon.api_token is None:
+        if ("daemon", "api_listen") in src.lines:
+            problems.append(src.problem(
+                ("daemon", "api_listen"), "the supervisor API needs daemon.api_token (e.g. "
+                "{file: secrets/api.token}); or set api_listen: null to turn the API off"))
+        else:
+            warnings.append(src.problem(
+                ("daemon", "api_token"), "warning: not set, so the supervisor API (default "
+                "127.0.0.1:9732) stays off; set it, or api_listen: null to silence this"))
+    elif cfg.daemon.api_token is not None and \
+            cfg.daemon.api_token.get_secret_value().startswith("change-me"):
+        warnings.append(src.problem(
+            ("daemon", "api_token"), "warning: still the example token from etc/; replace "
+            "it with the output of `openssl rand -hex 32`"))
+
     inventory: Inventory | None = None
     try:
         inventory = load_inventory([_rel(base, p) for p in cfg.inventory])
@@ -123,4 +162,5 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
     if problems:
         raise SourceError(problems)
     assert inventory is not None and policy is not None
-    return Settings(path=str(path), config=cfg, inventory=inventory, policy=policy)
+    return Settings(path=str(path), config=cfg, inventory=inventory, policy=policy,
+                    warnings=tuple(warnings))

@@ -56,7 +56,9 @@ class Daemon:
             on_result=self._on_action,
         )
         self.jobs = self._build_jobs()
-        self.scheduler = Scheduler(self.jobs, self._on_poll, concurrency=self.cfg.polling.concurrency)
+        self.scheduler = Scheduler(
+            self.jobs, self._on_poll, concurrency=self.cfg.polling.concurrency
+        )
         m = self.metrics
         m.gauge("netreflex_incidents_open", "Open incidents",
                 lambda: len(self.correlator.open))
@@ -168,6 +170,32 @@ class Daemon:
         bound = self._runner.addresses[0] if self._runner.addresses else (host, port)
         log.info("metrics on http://%s:%s/metrics", bound[0], bound[1])
 
+    _api_runner: web.AppRunner | None = None
+
+    async def _serve_api(self) -> None:
+        """The supervisor API (collector/api.py); never served without a token."""
+        listen = self.cfg.daemon.api_listen
+        if not listen:
+            return
+        if self.cfg.daemon.api_token is None:
+            log.warning("supervisor API off: daemon.api_token is not set "
+                        "(see `netreflex check`)")
+            return
+        from collector.api import build_api
+
+        host, _, port = listen.rpartition(":")
+        runner = web.AppRunner(build_api(self), access_log=None, shutdown_timeout=2.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host.strip("[]"), int(port)).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._api_runner = runner
+        addr, bound_port = runner.addresses[0][:2] if runner.addresses else (host, port)
+        addr = f"[{addr}]" if ":" in str(addr) else addr
+        log.info("api on http://%s:%s/api/v1", addr, bound_port)
+
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval
         if interval is None:
@@ -206,6 +234,15 @@ class Daemon:
                       exc.strerror)
             self._close_stores()
             return 1
+        try:
+            await self._serve_api()
+        except OSError as exc:
+            log.error("cannot listen on %s for the API: %s", self.cfg.daemon.api_listen,
+                      exc.strerror)
+            if self._runner is not None:
+                await self._runner.cleanup()
+            self._close_stores()
+            return 1
         open_n = len(self.correlator.open)
         log.info("netreflex %s started: %d device(s), %d subscriber(s), %d open incident(s), "
                  "%d action(s) pending", VERSION, len(self.jobs),
@@ -236,6 +273,8 @@ class Daemon:
         for job in self.jobs:
             with contextlib.suppress(Exception):
                 await job.poller.aclose()
+        if self._api_runner is not None:
+            await self._api_runner.cleanup()
         if self._runner is not None:
             await self._runner.cleanup()
         self._close_stores()

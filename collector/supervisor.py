@@ -1,0 +1,386 @@
+"""The supervisor CLI's side of the API: a small client (stdlib only) and readable output.
+
+Exit codes (sysexits.h): 69 the API cannot be reached, 77 no usable token (unreadable
+token file, or the API rejected it), 64 a request the API calls malformed, 1 not found or
+any other error the API reports.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TextIO
+
+from collector.errors import CollectorError
+
+EX_USAGE = 64
+EX_UNAVAILABLE = 69
+EX_NOPERM = 77
+DEFAULT_API = "http://127.0.0.1:9732"
+DEFAULT_TOKEN_FILE = "/etc/netreflex/secrets/api.token"
+SUBSCRIBERS_SHOWN = 20
+
+
+class SupervisorError(CollectorError):
+    """The command cannot do what was asked; ``exit_code`` says why (sysexits.h)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def default_api() -> str:
+    return os.environ.get("NETREFLEX_API") or DEFAULT_API
+
+
+def default_token_file() -> str:
+    return os.environ.get("NETREFLEX_TOKEN_FILE") or DEFAULT_TOKEN_FILE
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect would carry the token to wherever it points: refuse to follow."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
+                         headers: Any, newurl: str) -> None:
+        return None
+
+
+class Client:
+    """GETs JSON from the API under ``api`` (``http://HOST:PORT``, ``/api/v1`` optional)."""
+
+    def __init__(self, *, api: str, token_file: str, timeout: float = 10.0) -> None:
+        url = urllib.parse.urlsplit(api.strip())
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise SupervisorError(f"--api {api!r}: expected http://HOST:PORT or "
+                                  "https://HOST:PORT", EX_USAGE)
+        path = url.path.rstrip("/")
+        if not path.endswith("/api/v1"):
+            path += "/api/v1"
+        self.base = urllib.parse.urlunsplit((url.scheme, url.netloc, path, "", ""))
+        self.host = url.hostname
+        self.plain_remote = url.scheme == "http" and not _loopback(url.hostname)
+        self.token_file = token_file
+        self.timeout = timeout
+        # no proxies (http_proxy would see the token), no redirects (same reason)
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect)
+        self._token: str | None = None
+
+    def _read_token(self) -> str:
+        if self._token is None:
+            try:
+                with open(self.token_file, encoding="utf-8") as fh:
+                    token = fh.read().rstrip("\r\n")
+            except OSError as exc:
+                raise SupervisorError(
+                    f"cannot read the API token from {self.token_file}: {exc.strerror}; "
+                    "use --token-file or NETREFLEX_TOKEN_FILE (it is the file "
+                    "daemon.api_token names)", EX_NOPERM) from None
+            if not token:
+                raise SupervisorError(f"the API token file {self.token_file} is empty",
+                                      EX_NOPERM)
+            self._token = token
+        return self._token
+
+    def get(self, path: str, query: Mapping[str, object] | None = None) -> dict[str, Any]:
+        params = {k: _qs(v) for k, v in (query or {}).items() if v is not None}
+        url = self.base + path + ("?" + urllib.parse.urlencode(params) if params else "")
+        req = urllib.request.Request(url, headers={
+            "Authorization": f"Bearer {self._read_token()}", "Accept": "application/json",
+            "User-Agent": "netreflex-cli",
+        })
+        try:
+            with self._opener.open(req, timeout=self.timeout) as resp:
+                return _body(url, resp.status, resp.read())
+        except urllib.error.HTTPError as exc:
+            raise self._http_error(url, exc) from None
+        except urllib.error.URLError as exc:
+            raise SupervisorError(
+                f"cannot reach the netreflex API at {self.base}: {_reason(exc.reason)}; is "
+                "`netreflex run` up with daemon.api_listen and daemon.api_token set? "
+                "(--api or NETREFLEX_API says where to look)", EX_UNAVAILABLE) from None
+        except (TimeoutError, ConnectionError) as exc:
+            raise SupervisorError(
+                f"the netreflex API at {self.base} did not answer: {_reason(exc)}",
+                EX_UNAVAILABLE) from None
+
+    def _http_error(self, url: str, exc: urllib.error.HTTPError) -> SupervisorError:
+        try:
+            raw = exc.read()
+        except OSError:
+            raw = b""
+        try:
+            body = json.loads(raw)
+            message = str(body["error"])
+        except (ValueError, KeyError, TypeError):
+            return SupervisorError(
+                f"{url} answered HTTP {exc.code} and no netreflex error: is --api pointing "
+                "at the netreflex API (not, say, the metrics port)?", EX_UNAVAILABLE)
+        if exc.code == 401:
+            return SupervisorError(
+                f"the netreflex API at {self.base} rejected the token read from "
+                f"{self.token_file} ({message}); it must be the one daemon.api_token names",
+                EX_NOPERM)
+        if exc.code == 400:
+            return SupervisorError(f"the API refused the request: {message}", EX_USAGE)
+        if exc.code == 404:
+            return SupervisorError(message, 1)
+        return SupervisorError(f"the API answered HTTP {exc.code}: {message}", 1)
+
+
+def _qs(value: object) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _reason(reason: object) -> str:
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, TimeoutError):
+        return "timed out"
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror.lower()
+    return str(reason)
+
+
+def _body(url: str, status: int, raw: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise SupervisorError(f"{url} answered HTTP {status} but not with the netreflex API's "
+                              "JSON: is --api pointing at the right port?", EX_UNAVAILABLE)
+    return data
+
+
+# --- readable output ----------------------------------------------------------------------
+
+
+def _ts(t: float | None) -> str:
+    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def _age(seconds: float) -> str:
+    s = int(seconds)
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    if d:
+        return f"{d}d {h}h"
+    if h:
+        return f"{h}h {m}m"
+    return f"{m}m {s}s" if m else f"{s}s"
+
+
+def _money(x: float) -> str:
+    return f"{x:,.2f}"
+
+
+def _counts(d: Mapping[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(d.items())) or "none"
+
+
+def table(rows: Sequence[Sequence[object]], header: Sequence[str], out: TextIO) -> None:
+    cells = [[str(c) for c in header], *[["-" if c is None else str(c) for c in r]
+                                         for r in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    if not any(header):
+        cells = cells[1:]
+    for r in cells:
+        out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                  + "\n")
+
+
+def show_status(h: Mapping[str, Any], api: str, out: TextIO) -> None:
+    out.write(f"netreflex {h['version']} at {api}: {h['status']}, up "
+              f"{_age(h['uptime_seconds'])}\n")
+    others = {k: v for k, v in h["incidents_by_state"].items() if k != "open"}
+    table([
+        ["devices polled", h["devices"], ""],
+        ["open incidents", h["open_incidents"], f"(other: {_counts(others)})"],
+        ["action backlog", h["action_backlog"], f"(all: {_counts(h['actions_by_state'])})"],
+        ["policy", f"{h['policy_rules']} rule(s)",
+         "(dry run: everything)" if h["policy_dry_run"] else ""],
+    ], ["", "", ""], out)
+
+
+def show_incidents(d: Mapping[str, Any], out: TextIO) -> None:
+    rows = [[i["id"], i["state"] + (" (planned)" if i["planned"] else ""), i["severity"],
+             f"{i['priority']:.1f}", _ts(i["opened_at"]), i["impact"]["subscriber_count"],
+             _money(i["impact"]["revenue_at_risk"]), i["title"]] for i in d["incidents"]]
+    if not rows:
+        out.write("no incidents\n")
+        return
+    table(rows, ["ID", "STATE", "SEVERITY", "PRIORITY", "OPENED", "SUBSCRIBERS",
+                 "MRR AT RISK", "TITLE"], out)
+    if d["more"]:
+        out.write(f"(first {d['count']} shown; --limit for more)\n")
+
+
+def show_incident(i: Mapping[str, Any], out: TextIO) -> None:
+    imp = i["impact"]
+    by_tier = ", ".join(f"{k} {_money(v)}" for k, v in imp["revenue_by_tier"].items())
+    out.write(f"{i['id']}  {i['title']}\n")
+    merged = f" into {i['merged_into']}" if i["merged_into"] else ""
+    table([
+        ["state", f"{i['state']}{merged} (revision {i['revision']})"],
+        ["severity", i["severity"]],
+        ["priority", f"{i['priority']:.1f}"],
+        ["planned", "no" if not i["planned"] else
+         f"yes, by {', '.join(i['planned_by'])} until {_ts(i['planned_until'])}"],
+        ["root cause", i["root"]],
+        ["device", f"{i['device']} {i['port'] or ''}".strip()
+         + (f" (role {i['role']}, site {i['site']})" if i["site"] else f" (role {i['role']})")],
+        ["opened", _ts(i["opened_at"])],
+        ["resolved", _ts(i["resolved_at"])],
+        ["subscribers", f"{imp['subscriber_count']} ({_counts(imp['subscribers_by_tier'])})"],
+        ["MRR at risk", f"{_money(imp['revenue_at_risk'])} ({by_tier or 'none'})"],
+        ["devices cut off", ", ".join(imp["devices"]) or "none"],
+    ], ["", ""], out)
+    if i["priority_breakdown"]:
+        out.write("priority breakdown:\n")
+        table([["", c["name"], c["input"], f"x {c['weight']}", f"= {c['contribution']}",
+                c["detail"]] for c in i["priority_breakdown"]], ["", "", "", "", "", ""], out)
+    if i["symptoms"]:
+        out.write("symptoms:\n" + "".join(f"  {s}\n" for s in i["symptoms"]))
+    subs = imp.get("subscribers") or []
+    if subs:
+        shown = ", ".join(subs[:SUBSCRIBERS_SHOWN])
+        more = len(subs) - SUBSCRIBERS_SHOWN
+        out.write(f"subscribers: {shown}" + (f" ... ({more} more; --json for all)" if more > 0
+                                              else "") + "\n")
+    out.write("timeline:\n" + "".join(f"  {_ts(t['ts'])}  {t['text']}\n"
+                                      for t in i["timeline"]))
+
+
+def _action_rows(actions: Sequence[Mapping[str, Any]]) -> list[list[object]]:
+    return [[a["key"], a["incident_id"], a["event"], a["rule"], a["target"],
+             a["state"] + (" (dry run)" if a["dry_run"] and a["state"] != "dry_run" else ""),
+             a["attempts"], a["last_error"]] for a in actions]
+
+
+_ACTION_HEADER = ["KEY", "INCIDENT", "EVENT", "RULE", "TARGET", "STATE", "ATTEMPTS",
+                  "LAST ERROR"]
+
+
+def show_actions(d: Mapping[str, Any], out: TextIO) -> None:
+    if not d["actions"]:
+        out.write("no actions\n")
+        return
+    table(_action_rows(d["actions"]), _ACTION_HEADER, out)
+    if d["more"]:
+        out.write(f"(first {d['count']} shown; --limit for more)\n")
+
+
+def show_incident_explain(d: Mapping[str, Any], out: TextIO) -> None:
+    inc = d["incident"]
+    out.write(f"{inc['id']}  {inc['title']}  [{inc['state']}]\n")
+    for dec in d["decisions"]:
+        basis = ("as journaled" if dec["basis"] == "journal"
+                 else "re-evaluated against the incident now")
+        out.write(f"\n{dec['event']} (revision {dec['revision']}, {_ts(dec['ts'])}, {basis})\n")
+        if dec["note"]:
+            out.write(f"  note: {dec['note']}\n")
+        if not dec["rules"]:
+            out.write("  the policy has no rules\n")
+        for r in dec["rules"]:
+            if r["fired"]:
+                dry = " (dry run)" if r["dry_run"] else ""
+                out.write(f"  FIRED    {r['rule']} -> {', '.join(r['targets'])}{dry}\n")
+            elif r["matched"]:
+                out.write(f"  STOPPED  {r['rule']}: matched, but {r['stopped_by']} matched "
+                          "first and has stop: true\n")
+            else:
+                out.write(f"  no       {r['rule']}: {'; '.join(r['reasons'])}\n")
+    out.write("\nactions:\n")
+    if d["actions"]:
+        table(_action_rows(d["actions"]), _ACTION_HEADER, out)
+    else:
+        out.write("  none journaled\n")
+
+
+def show_action_explain(d: Mapping[str, Any], out: TextIO) -> None:
+    a, rule, target, dec = d["action"], d["rule"], d["target"], d["decision"]
+    inc = d["incident"]
+    out.write(f"{a['key']}\n")
+    table([
+        ["incident", f"{inc['id']}  {inc['title']} [{inc['state']}]" if inc
+         else f"{a['incident_id']} (no longer stored)"],
+        ["event", f"{a['event']} (revision {dec['revision']})"],
+        ["rule", rule["name"] + ("" if rule["in_policy"] else " (no longer in the policy)")],
+        ["target", f"{target['name']} ({target['kind']})" if target["in_policy"]
+         else f"{target['name']} (no longer in the policy)"],
+        ["state", a["state"] + (" (dry run)" if a["dry_run"] else "")],
+        ["attempts", a["attempts"]],
+        ["next attempt", _ts(a["next_at"]) if a["state"] == "planned" else "-"],
+        ["last error", a["last_error"] or "-"],
+        ["HTTP status", a["status_code"] or "-"],
+        ["planned", _ts(a["created_at"])],
+        ["updated", _ts(a["updated_at"])],
+    ], ["", ""], out)
+    if dec["matches_now"] is True:
+        out.write("the rule still matches what the decision saw\n")
+    elif dec["matches_now"] is False:
+        out.write("the rule as it is now would not fire: " + "; ".join(dec["reasons"]) + "\n")
+    else:
+        out.write("; ".join(dec["reasons"]) + "\n")
+
+
+# --- the commands ------------------------------------------------------------------------
+
+
+def run(args: Any, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Run one supervisor subcommand (args from collector.cli); returns the exit code."""
+    try:
+        client = Client(api=args.api, token_file=args.token_file)
+        if client.plain_remote:
+            err.write(f"netreflex: warning: the token goes to {client.host} in clear text "
+                      "(plain http to a remote host); use an https reverse proxy\n")
+        data, show = _fetch(client, args)
+    except SupervisorError as exc:
+        err.write(f"netreflex: {exc}\n")
+        return exc.exit_code
+    if args.json:
+        json.dump(data, out, indent=2, sort_keys=True)
+        out.write("\n")
+    else:
+        show(data, out)
+    return 0
+
+
+def _fetch(client: Client, args: Any) -> tuple[dict[str, Any], Callable[[Any, TextIO], None]]:
+    cmd = args.command
+    quote = urllib.parse.quote
+    if cmd == "status":
+        return client.get("/health"), lambda d, o: show_status(d, client.base, o)
+    if cmd == "incidents":
+        return client.get("/incidents", {
+            "state": args.state, "severity": args.severity, "device": args.device,
+            "kind": args.kind, "limit": args.limit}), show_incidents
+    if cmd == "incident":
+        return client.get(f"/incidents/{quote(args.id, safe='')}"), show_incident
+    if cmd == "explain":
+        if args.id.startswith("nrx-"):
+            return (client.get(f"/actions/{quote(args.id, safe='')}/explain"),
+                    show_action_explain)
+        return client.get(f"/incidents/{quote(args.id, safe='')}/explain"), show_incident_explain
+    if cmd == "actions":
+        state = "pending" if args.pending else args.state
+        return client.get("/actions", {"state": state, "incident": args.incident,
+                                       "limit": args.limit}), show_actions
+    raise SupervisorError(f"unknown command {cmd}", EX_USAGE)
