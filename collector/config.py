@@ -17,8 +17,11 @@ from pydantic import Field, SecretStr, field_validator
 from actions.policy import Policy, load_policy
 from correlator.config import CorrelationConfig
 from correlator.inventory import Inventory, load_inventory
+from correlator.maintenance import MaintenanceWindow, load_maintenance
 from probes.snmp.config import SnmpCredentials, SnmpProbeConfig
+from probes.snmp.trap_config import TrapReceiverConfig
 from probes.source import Problem, Secret, SourceError, Strict, load_yaml, validate
+from probes.syslog.config import Rule, SyslogConfig, configured_rules
 
 MIN_TOKEN_LENGTH = 16
 
@@ -94,6 +97,10 @@ class RootConfig(Strict):
     devices: dict[str, DeviceConfig] = Field(default_factory=dict)
     inventory: list[str] = Field(min_length=1, description="YAML/CSV files, relative to this file")
     policy: str = Field(description="policy YAML, relative to this file")
+    traps: TrapReceiverConfig | None = Field(
+        default=None, description="receive SNMP traps and INFORMs (off when absent)")
+    syslog: SyslogConfig | None = Field(
+        default=None, description="receive syslog over UDP/TCP (off when absent)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +110,8 @@ class Settings:
     inventory: Inventory
     policy: Policy
     warnings: tuple[Problem, ...] = ()  # worth saying, not worth refusing to start
+    maintenance: tuple[MaintenanceWindow, ...] = ()
+    syslog_rules: tuple[Rule, ...] = ()
 
     @property
     def state_dir(self) -> Path:
@@ -154,6 +163,18 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
                 problems.append(src.problem(("devices", name),
                                             "device is not in the inventory; add it there "
                                             "(with its parents) or fix the name"))
+    windows: list[MaintenanceWindow] = []
+    if inventory is not None and cfg.correlation.maintenance_file:
+        try:
+            windows = load_maintenance(_rel(base, cfg.correlation.maintenance_file), inventory)
+        except SourceError as exc:
+            problems.extend(exc.problems)
+    rules: list[Rule] = []
+    if cfg.syslog is not None:
+        try:
+            rules = configured_rules(cfg.syslog)
+        except SourceError as exc:
+            problems.extend(exc.problems)
     policy: Policy | None = None
     try:
         policy = load_policy(_rel(base, cfg.policy))
@@ -163,4 +184,5 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
         raise SourceError(problems)
     assert inventory is not None and policy is not None
     return Settings(path=str(path), config=cfg, inventory=inventory, policy=policy,
-                    warnings=tuple(warnings))
+                    warnings=tuple(warnings), maintenance=tuple(windows),
+                    syslog_rules=tuple(rules))

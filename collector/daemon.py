@@ -18,13 +18,17 @@ from actions.types import ActionResult
 from collector.bus import Batch, InProcessBus
 from collector.config import Settings
 from collector.metrics import Metrics
+from collector.resolver import ConfigResolver
 from collector.scheduler import PollJob, Scheduler
 from collector.systemd import Notifier
 from correlator.engine import Correlator
 from correlator.incidents import IncidentEvent
 from correlator.store import IncidentStore
+from probes.errors import ProbeError
 from probes.snmp.poller import SnmpPoller
-from probes.types import Poller, PollResult
+from probes.snmp.traps import TrapReceiver
+from probes.syslog.receiver import SyslogReceiver
+from probes.types import EventSource, Poller, PollResult
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +51,23 @@ class Daemon:
         state.mkdir(parents=True, exist_ok=True)
         self.store = IncidentStore(state / "incidents.db")
         self.journal = Journal(state / "journal.db")
+        corr = self.cfg.correlation
         self.correlator = Correlator(
             settings.inventory, self.store,
-            hold_down=self.cfg.correlation.unreachable_hold_down,
+            hold_down=corr.unreachable_hold_down, priority=corr.priority, churn=corr.churn,
+            damping=corr.damping, windows=settings.maintenance, max_silence=corr.max_silence,
         )
         self.dispatcher = Dispatcher(
             settings.policy, self.journal, build_executors(settings.policy),
             on_result=self._on_action,
         )
         self.jobs = self._build_jobs()
+        self.resolver = ConfigResolver(
+            {name: dev.address for name, dev in self.cfg.devices.items()}, self.metrics.devices
+        )
+        self.sources = self._build_sources()
+        self.metrics.register_sources(self.sources)
+        self.exit_code = 0
         self.scheduler = Scheduler(
             self.jobs, self._on_poll, concurrency=self.cfg.polling.concurrency
         )
@@ -90,6 +102,48 @@ class Daemon:
                     jitter=cfg.polling.jitter,
                 ))
         return jobs
+
+    def _build_sources(self) -> list[EventSource]:
+        sources: list[EventSource] = []
+        if self.cfg.traps is not None:
+            sources.append(TrapReceiver(config=self.cfg.traps, resolver=self.resolver))
+        if self.cfg.syslog is not None:
+            sources.append(SyslogReceiver(config=self.cfg.syslog, resolver=self.resolver,
+                                          rules=list(self.settings.syslog_rules)))
+        return sources
+
+    async def _announce_ready(self) -> None:
+        """READY=1 only once every listener is bound (or has failed, which stops us)."""
+        waits = [w for s in self.sources if (w := getattr(s, "ready", None)) is not None]
+        if waits:
+            async def all_ready() -> None:
+                for w in waits:
+                    await w.wait()
+
+            ready = asyncio.ensure_future(all_ready())
+            stop = asyncio.ensure_future(self.stopping.wait())
+            await asyncio.wait({ready, stop}, return_when=asyncio.FIRST_COMPLETED)
+            for t in (ready, stop):
+                t.cancel()
+            await asyncio.gather(ready, stop, return_exceptions=True)
+            if self.stopping.is_set():
+                return
+        log.info("netreflex %s started: %d device(s), %d subscriber(s), %d open incident(s), "
+                 "%d action(s) pending, %d listener(s)", VERSION, len(self.jobs),
+                 len(self.settings.inventory.subscribers), len(self.correlator.open),
+                 self.journal.backlog(), len(self.sources))
+        self.notifier.notify("READY=1")
+        self._status()
+
+    async def _run_source(self, source: EventSource) -> None:
+        """An event source that cannot start (say, its port is taken) stops the daemon
+        with a clear message rather than running half-blind."""
+        try:
+            await source.run(self.bus.publish, self.stopping)
+        except ProbeError as exc:
+            log.error("cannot run %s: %s", source.name, exc)
+            self.exit_code = 1
+            self.request_stop()
 
     async def _on_poll(self, job: PollJob, result: PollResult, elapsed: float, _: int) -> None:
         m = self.metrics
@@ -243,23 +297,20 @@ class Daemon:
                 await self._runner.cleanup()
             self._close_stores()
             return 1
-        open_n = len(self.correlator.open)
-        log.info("netreflex %s started: %d device(s), %d subscriber(s), %d open incident(s), "
-                 "%d action(s) pending", VERSION, len(self.jobs),
-                 len(self.settings.inventory.subscribers), open_n, self.journal.backlog())
-        self.notifier.notify("READY=1")
-        self._status()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.scheduler.run(self.stopping), name="scheduler")
                 tg.create_task(self.bus.consume(self._on_batch, self.stopping), name="bus")
                 tg.create_task(self.dispatcher.run(self.stopping), name="dispatcher")
                 tg.create_task(self._tick(), name="correlation-tick")
+                for source in self.sources:
+                    tg.create_task(self._run_source(source), name=f"source:{source.name}")
                 tg.create_task(self._watchdog(), name="watchdog")
                 tg.create_task(self._wait_trigger(), name="shutdown-trigger")
+                tg.create_task(self._announce_ready(), name="ready")
         finally:
             await self._shutdown()
-        return 0
+        return self.exit_code
 
     async def _shutdown(self) -> None:
         self.notifier.notify("STOPPING=1")

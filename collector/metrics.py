@@ -6,13 +6,13 @@ scrape time; no I/O happens during a scrape. Labels are bounded by the inventory
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from probes.types import InterfaceCounters
+from probes.types import EventSource, InterfaceCounters
 
 POLL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -93,6 +93,27 @@ class _Callback(Collector):
         yield GaugeMetricFamily(self.name, self.doc, value=float(self.fn()))
 
 
+class SourceStats(Collector):
+    """Event sources' own counters (received, unmatched, malformed, ...), read at scrape."""
+
+    def __init__(self, sources: Sequence[EventSource]) -> None:
+        self.sources = list(sources)
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily("netreflex_source_events",
+                                  "Messages handled by event sources, by outcome",
+                                  labels=["source", "outcome"])
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        fam = CounterMetricFamily("netreflex_source_events",
+                                  "Messages handled by event sources, by outcome",
+                                  labels=["source", "outcome"])
+        for src in self.sources:
+            for outcome, value in sorted(src.stats.items()):
+                fam.add_metric([src.name, outcome], float(value))
+        yield fam
+
+
 class Metrics:
     """All of one daemon's metrics. Pass it explicitly; there is no global registry."""
 
@@ -128,6 +149,10 @@ class Metrics:
             ["component"], registry=r)
         self.devices = DeviceSnapshot()
         r.register(self.devices)
+
+    def register_sources(self, sources: Sequence[EventSource]) -> None:
+        if sources:
+            self.registry.register(SourceStats(sources))
 
     def gauge(self, name: str, doc: str, fn: Callable[[], float]) -> None:
         self.registry.register(_Callback(name, doc, fn))

@@ -43,6 +43,10 @@ from probes.types import (
 
 log = logging.getLogger(__name__)
 
+# Sources that report transitions as they happen (rather than state on a schedule): their
+# "down" is news even for a port never seen before.
+EVENT_SOURCES = frozenset({"trap", "syslog", "gnmi"})
+
 _SEVERITY = {"core": "critical", "aggregation": "critical", "access": "major"}
 _SWEEP_EVERY = 60.0  # seconds between sweeps of the damper's quiet elements
 _PRUNE_EVERY = 3600.0  # seconds between prunes of the subscriber incident history
@@ -324,9 +328,10 @@ class Correlator:
                 return self._changed(link_root(*key), down=False,
                                      note=f"{obs.device} {obs.instance} is {why} ({obs.source})")
             return None
-        if before is None:
-            return None  # baseline: a port already down when we start is not news
-        was_down = before.admin_up and before.oper != STATUS_UP
+        if before is None and obs.source not in EVENT_SOURCES:
+            return None  # baseline: a port already down when we start polling is not news
+        # an event source (trap, syslog, stream) reports a transition: news even unseen
+        was_down = before is not None and before.admin_up and before.oper != STATUS_UP
         if is_down and not was_down:
             self.down_ports.add(key)
             return self._changed(link_root(*key), down=True,

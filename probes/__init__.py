@@ -5,6 +5,7 @@
 
 from probes.errors import ProbeAuthError, ProbeConfigError, ProbeError, ProbeTimeout
 from probes.types import (
+    BGP_PEER_STATE,
     DEVICE_RESTARTED,
     IF_ADMIN_STATUS,
     IF_OPER_STATUS,
@@ -22,6 +23,7 @@ from probes.types import (
 )
 
 __all__ = [
+    "BGP_PEER_STATE",
     "DEVICE_RESTARTED",
     "IF_ADMIN_STATUS",
     "IF_OPER_STATUS",

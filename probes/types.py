@@ -14,6 +14,7 @@ REACHABLE: Final = "reachable"  # value 1 (answered) / 0 (no answer); labels: re
 IF_OPER_STATUS: Final = "if_oper_status"  # value: IF-MIB ifOperStatus code; labels: admin
 IF_ADMIN_STATUS: Final = "if_admin_status"  # value: IF-MIB ifAdminStatus code
 DEVICE_RESTARTED: Final = "device_restarted"  # value: new sysUpTime in seconds
+BGP_PEER_STATE: Final = "bgp_peer_state"  # instance: peer address; value: BGP4-MIB state 1..6
 
 # IF-MIB status codes.
 STATUS_UP: Final = 1

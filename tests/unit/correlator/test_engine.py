@@ -213,3 +213,11 @@ def test_link_to_a_device_that_then_stops_answering_merges_into_the_device(
         ("opened", "device:agg1"), ("merged", "link:core1:xe-0/0/1")]
     assert events[1].incident.merged_into == events[0].incident.id
     assert events[0].incident.symptoms == ("link:core1:xe-0/0/1",)
+
+
+def test_a_trap_for_a_port_never_polled_is_news(store: IncidentStore) -> None:
+    c = Correlator(inventory(), store, clock=Clock())
+    trap = Observation("olt1", "trap", IF_OPER_STATUS, "p1", 2, 0.0, {"admin": "up"})
+    assert [e.type for e in c.observe([trap])] == ["opened"]
+    # while a poll's first sight of a down port stays baseline
+    assert c.observe([oper("olt1", "p2", 2)]) == []
