@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from actions.journal import Journal
-from actions.policy import Policy, WebhookTarget, decide
+from actions.policy import Policy, decide
 from actions.types import ActionPlan, ActionResult, Executor, idempotency_key
 from correlator.incidents import IncidentEvent
 
@@ -145,8 +145,8 @@ class Dispatcher:
         now = self.clock()
         attempts = plan.attempts + 1
         target = self.policy.targets.get(plan.target)
-        max_attempts = target.max_attempts if isinstance(target, WebhookTarget) else 5
-        backoff_max = target.backoff_max if isinstance(target, WebhookTarget) else 60.0
+        max_attempts = target.max_attempts if target is not None else 5
+        backoff_max = target.backoff_max if target is not None else 60.0
         if result.outcome == "retry" and attempts < max_attempts:
             delay = min(backoff_max, 2.0 ** attempts) * random.uniform(0.5, 1.0)
             self.journal.retry_at(plan.key, now + delay, now, error=result.detail,
@@ -169,12 +169,6 @@ class Dispatcher:
 
 
 def build_executors(policy: Policy) -> dict[str, Executor]:
-    from actions.executors import LogExecutor, WebhookExecutor
+    from actions.executors import build_executor
 
-    out: dict[str, Executor] = {}
-    for name, target in policy.targets.items():
-        if target.kind == "webhook":
-            out[name] = WebhookExecutor(name, target)
-        else:
-            out[name] = LogExecutor(name, target)
-    return out
+    return {name: build_executor(name, target) for name, target in policy.targets.items()}

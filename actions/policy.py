@@ -5,30 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field, HttpUrl, model_validator
+from pydantic import Field, model_validator
 
+from actions.targets import Target
 from correlator.incidents import IncidentEvent
-from probes.source import Problem, Secret, SourceError, Strict, load_yaml, validate
-
-
-class WebhookTarget(Strict):
-    kind: Literal["webhook"]
-    url: HttpUrl
-    token: Secret | None = Field(default=None, description="sent as Authorization: Bearer")
-    headers: dict[str, str] = Field(default_factory=dict)
-    timeout: float = Field(default=5.0, gt=0, le=120)
-    max_attempts: int = Field(default=8, ge=1, le=100)
-    backoff_max: float = Field(default=300.0, gt=0)
-
-
-class LogTarget(Strict):
-    kind: Literal["log"]
-    path: str | None = Field(default=None, description="also append one JSON line per action")
-
-
-Target = Annotated[WebhookTarget | LogTarget, Field(discriminator="kind")]
+from probes.source import Problem, SourceError, Strict, load_yaml, validate
 
 EventName = Literal["opened", "updated", "resolved", "merged"]
 

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 
-from actions.policy import LogTarget
+from actions.targets import LogTarget
 from actions.types import ActionPlan, ActionResult
 
 log = logging.getLogger("netreflex.actions")

@@ -12,7 +12,7 @@ import json
 
 import aiohttp
 
-from actions.policy import WebhookTarget
+from actions.targets import WebhookTarget
 from actions.types import ActionPlan, ActionResult
 
 USER_AGENT = "netreflex-webhook/0.1"
