@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -16,7 +17,7 @@ from actions.dispatcher import Dispatcher, build_executors
 from actions.journal import Journal
 from actions.types import ActionResult
 from collector.bus import Batch, InProcessBus
-from collector.config import Settings
+from collector.config import RootConfig, Settings
 from collector.metrics import Metrics
 from collector.resolver import ConfigResolver
 from collector.scheduler import PollJob, Scheduler
@@ -81,13 +82,19 @@ class Daemon:
         m.gauge("netreflex_polls_in_flight", "Polls running now", lambda: self.scheduler.in_flight)
         m.gauge("netreflex_devices", "Devices being polled", lambda: len(self.jobs))
         self._runner: web.AppRunner | None = None
+        self._reload_requested = asyncio.Event()
+        self._background: set[asyncio.Task[object]] = set()
 
     # --- wiring --------------------------------------------------------------------------
 
     def _build_jobs(self) -> list[PollJob]:
-        cfg = self.cfg
+        return self.build_jobs(self.cfg)
+
+    def build_jobs(self, cfg: RootConfig, *, only: str | None = None) -> list[PollJob]:
         jobs: list[PollJob] = []
         for name, dev in cfg.devices.items():
+            if only is not None and name != only:
+                continue
             for probe in dev.probes:
                 timeout = probe.timeout or cfg.polling.timeout
                 poller: Poller = SnmpPoller(
@@ -271,6 +278,34 @@ class Daemon:
             trig.cancel()
             self.stopping.set()
 
+    def background(self, coro: Coroutine[Any, Any, object], *, name: str) -> None:
+        """Run a fire-and-forget coroutine, keeping a reference until it ends."""
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _reloader(self) -> None:
+        from collector.reload import reload
+
+        while not self.stopping.is_set():
+            wake = asyncio.ensure_future(self._reload_requested.wait())
+            stop = asyncio.ensure_future(self.stopping.wait())
+            await asyncio.wait({wake, stop}, return_when=asyncio.FIRST_COMPLETED)
+            for t in (wake, stop):
+                t.cancel()
+            if self.stopping.is_set():
+                return
+            self._reload_requested.clear()
+            self.notifier.notify("RELOADING=1")
+            try:
+                await reload(self)
+            except Exception:  # a reload bug must not take the daemon down
+                self.metrics.internal_errors.labels("reload").inc()
+                log.exception("reload failed; still running the previous configuration")
+            self.notifier.notify("READY=1")
+            self._status()
+
     def request_stop(self) -> None:
         if not self.stopping.is_set():
             log.info("shutdown requested")
@@ -281,6 +316,8 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self._reload_requested.set)
         try:
             await self._serve_metrics()
         except OSError as exc:
@@ -308,6 +345,7 @@ class Daemon:
                 tg.create_task(self._watchdog(), name="watchdog")
                 tg.create_task(self._wait_trigger(), name="shutdown-trigger")
                 tg.create_task(self._announce_ready(), name="ready")
+                tg.create_task(self._reloader(), name="reloader")
         finally:
             await self._shutdown()
         return self.exit_code

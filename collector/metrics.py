@@ -147,6 +147,16 @@ class Metrics:
         self.internal_errors = Counter(
             "netreflex_internal_errors", "Bugs caught at a component boundary (see the log)",
             ["component"], registry=r)
+        self.reloads = Counter("netreflex_config_reloads", "Config reloads (SIGHUP) by result",
+                               ["result"], registry=r)
+        self.reload_ok = Gauge("netreflex_config_last_reload_successful",
+                               "1 if the last reload was applied, 0 if it was rejected",
+                               registry=r)
+        self.reload_ok.set(1)
+        self.reload_time = Gauge("netreflex_config_last_reload_success_timestamp_seconds",
+                                 "When the configuration was last loaded successfully",
+                                 registry=r)
+        self.reload_time.set_to_current_time()
         self.devices = DeviceSnapshot()
         r.register(self.devices)
 

@@ -17,12 +17,16 @@ class ConfigResolver:
     """
 
     def __init__(self, addresses: Mapping[str, str], snapshot: DeviceSnapshot) -> None:
+        self._snapshot = snapshot
+        self.update(addresses)
+
+    def update(self, addresses: Mapping[str, str]) -> None:
+        """Swap in a new device → address map (config reload); atomic for readers."""
         by_addr: dict[str, list[str]] = defaultdict(list)
         for device, address in addresses.items():
             by_addr[address].append(device)
         self._by_addr = {a: ds[0] for a, ds in by_addr.items() if len(ds) == 1}
         self._devices = frozenset(addresses)
-        self._snapshot = snapshot
 
     def device_for_address(self, address: str) -> str | None:
         if address.startswith("::ffff:"):

@@ -29,6 +29,7 @@ class PollJob:
     deadline: float = 0.0  # whole poll incl. retries; 0 → derived from timeout and retries
     last_error: str | None = field(default=None)
     running: bool = False
+    removed: bool = False
 
     def __post_init__(self) -> None:
         if not self.deadline:
@@ -68,7 +69,19 @@ class Scheduler:
             spread = min(job.interval, first_spread)
             self._push(now + spread * i / n, job)
 
+    def add(self, job: PollJob) -> None:
+        """Start polling a new job now (config reload)."""
+        self.jobs = [*self.jobs, job]
+        self._push(self.clock(), job)
+
+    def remove(self, job: PollJob) -> None:
+        """Stop polling a job; a poll in flight finishes but is not rescheduled."""
+        job.removed = True
+        self.jobs = [j for j in self.jobs if j is not job]
+
     def _push(self, at: float, job: PollJob) -> None:
+        if job.removed:
+            return
         self._seq += 1
         heapq.heappush(self._heap, (at, self._seq, job))
         self._changed.set()
@@ -83,6 +96,8 @@ class Scheduler:
             self.last_tick = now = self.clock()
             while self._heap and self._heap[0][0] <= now and not stopping.is_set():
                 _, _, job = heapq.heappop(self._heap)
+                if job.removed:
+                    continue
                 await self._slots.acquire()
                 job.running = True
                 task = asyncio.create_task(self._poll(job), name=f"poll:{job.poller.device}")
