@@ -173,7 +173,9 @@ def validation_problems(
         loc = prefix + _data_loc(src.data, err["loc"])
         message = _message(err)
         got = None if err["type"] == "missing" else err.get("input")
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "extra_forbidden" or isinstance(got, dict | list):
+            # a whole section as "got" is noise, and may hold secrets (a model-level
+            # validator's error carries its entire input): never echo it
             got = None
         problems.append(src.problem(loc, message, got))
     return problems

@@ -141,3 +141,28 @@ def test_inventory_cycle_and_duplicate_subscriber(tmp_path: Path) -> None:
     text = str(err.value)
     assert "parent links form a cycle: " in text
     assert f"{inv}:7: subscriber s1: duplicate subscriber id (first at {inv}:6)" in text
+
+
+def test_model_level_errors_never_echo_the_section(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from pydantic import model_validator
+
+    from probes.source import Secret, Strict, parse_yaml, validate
+
+    class Creds(Strict):
+        user: str
+        password: Secret
+
+        @model_validator(mode="after")
+        def _no_admin(self) -> Creds:
+            raise ValueError("user admin is not allowed")
+
+    src = parse_yaml("creds:\n  user: admin\n  password: hunter2-secret\n", "c.yaml")
+
+    class Root(Strict):
+        creds: Creds
+
+    with pytest.raises(SourceError) as err:
+        validate(Root, src)
+    assert str(err.value) == "c.yaml:1: creds: user admin is not allowed"
+    assert "hunter2" not in str(err.value)
