@@ -15,6 +15,14 @@ IF_OPER_STATUS: Final = "if_oper_status"  # value: IF-MIB ifOperStatus code; lab
 IF_ADMIN_STATUS: Final = "if_admin_status"  # value: IF-MIB ifAdminStatus code
 DEVICE_RESTARTED: Final = "device_restarted"  # value: new sysUpTime in seconds
 BGP_PEER_STATE: Final = "bgp_peer_state"  # instance: peer address; value: BGP4-MIB state 1..6
+IF_IN_OCTETS: Final = "if_in_octets"  # value: counter (uint64, wrapping); instance: interface
+IF_OUT_OCTETS: Final = "if_out_octets"
+IF_IN_ERRORS: Final = "if_in_errors"
+IF_OUT_ERRORS: Final = "if_out_errors"
+IF_IN_FCS_ERRORS: Final = "if_in_fcs_errors"  # FCS / CRC errors
+OPTICAL_RX_DBM: Final = "optical_rx_dbm"  # value: dBm; instance: component; labels: channel
+CPU_UTILIZATION: Final = "cpu_utilization"  # value: percent; instance: cpu index / component
+ALARM: Final = "alarm"  # value: severity (MAJOR, ...) or CLEARED; instance: alarm id
 
 # IF-MIB status codes.
 STATUS_UP: Final = 1
