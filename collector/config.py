@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 
 from actions.policy import Policy, load_policy
+from collector.cluster import ClusterConfig
 from correlator.config import CorrelationConfig
 from correlator.inventory import Inventory, load_inventory
 from correlator.maintenance import MaintenanceWindow, load_maintenance
@@ -101,6 +102,9 @@ class RootConfig(Strict):
         default=None, description="receive SNMP traps and INFORMs (off when absent)")
     syslog: SyslogConfig | None = Field(
         default=None, description="receive syslog over UDP/TCP (off when absent)")
+    cluster: ClusterConfig = Field(
+        default_factory=ClusterConfig,
+        description="role (all | poller | core), MQTT broker, poller_id, members")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from actions.dispatcher import Dispatcher, build_executors
 from actions.journal import Journal
 from actions.types import ActionResult
-from collector.bus import Batch, InProcessBus
+from collector import roles
+from collector.bus import Batch
 from collector.config import RootConfig, Settings
 from collector.metrics import Metrics
 from collector.resolver import ConfigResolver
@@ -47,7 +48,9 @@ class Daemon:
         self.metrics = Metrics()
         self.metrics.build.info({"version": VERSION})
         self.notifier = Notifier()
-        self.bus = InProcessBus()
+        self.plan = roles.plan(self.cfg.cluster)
+        self.bus = self.plan.bus
+        roles.register_metrics(self.bus, self.metrics.registry)
         state = Path(self.cfg.daemon.state_dir)
         state.mkdir(parents=True, exist_ok=True)
         self.store = IncidentStore(state / "incidents.db")
@@ -60,7 +63,7 @@ class Daemon:
         )
         self.dispatcher = Dispatcher(
             settings.policy, self.journal, build_executors(settings.policy),
-            on_result=self._on_action,
+            on_result=self._on_action, down_share=self._down_share,
         )
         self.jobs = self._build_jobs()
         self.resolver = ConfigResolver(
@@ -77,6 +80,9 @@ class Daemon:
                 lambda: len(self.correlator.open))
         m.gauge("netreflex_action_backlog", "Actions planned or running in the journal",
                 self.journal.backlog)
+        m.gauge("netreflex_actions_waiting_approval", "Actions waiting for a person to "
+                "approve or deny them", lambda: self.journal.state_counts().get(
+                    "waiting_approval", 0))
         m.gauge("netreflex_bus_depth", "Observation batches waiting for the correlator",
                 self.bus.depth)
         m.gauge("netreflex_polls_in_flight", "Polls running now", lambda: self.scheduler.in_flight)
@@ -93,7 +99,7 @@ class Daemon:
     def build_jobs(self, cfg: RootConfig, *, only: str | None = None) -> list[PollJob]:
         jobs: list[PollJob] = []
         for name, dev in cfg.devices.items():
-            if only is not None and name != only:
+            if (only is not None and name != only) or not self.plan.polls(name):
                 continue
             for probe in dev.probes:
                 timeout = probe.timeout or cfg.polling.timeout
@@ -169,6 +175,8 @@ class Daemon:
         m = self.metrics
         for obs in batch:
             m.observations.labels(obs.source).inc()
+        if not self.plan.correlates:
+            return  # a poller: the core correlates what the bus delivers
         before = self.correlator.stats.unknown_device
         try:
             events = self.correlator.observe(batch)
@@ -195,6 +203,13 @@ class Daemon:
                 async with asyncio.timeout(1.0):
                     await self.stopping.wait()
             self._handle(self.correlator.tick())
+
+    def _down_share(self) -> float:
+        """The share of polled devices that stopped answering (blast-radius guardrail)."""
+        polled = self.cfg.devices
+        if not polled:
+            return 0.0
+        return len(self.correlator.down_devices & polled.keys()) / len(polled)
 
     def _on_action(self, result: ActionResult) -> None:
         self.metrics.actions.labels(result.executor, result.outcome).inc()
@@ -338,8 +353,9 @@ class Daemon:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.scheduler.run(self.stopping), name="scheduler")
                 tg.create_task(self.bus.consume(self._on_batch, self.stopping), name="bus")
-                tg.create_task(self.dispatcher.run(self.stopping), name="dispatcher")
-                tg.create_task(self._tick(), name="correlation-tick")
+                if self.plan.correlates:
+                    tg.create_task(self.dispatcher.run(self.stopping), name="dispatcher")
+                    tg.create_task(self._tick(), name="correlation-tick")
                 for source in self.sources:
                     tg.create_task(self._run_source(source), name=f"source:{source.name}")
                 tg.create_task(self._watchdog(), name="watchdog")
@@ -354,7 +370,7 @@ class Daemon:
         self.notifier.notify("STOPPING=1")
         budget = self.cfg.daemon.shutdown_timeout
         cancelled = await self.scheduler.drain(budget / 2)
-        self.bus.drain_now(self._on_batch)
+        undelivered = await roles.close_bus(self.bus, self._on_batch, budget / 2)
         cancelled_actions = await self.dispatcher.drain(budget / 2)
         for ex in self.dispatcher.executors.values():
             with contextlib.suppress(Exception):
@@ -367,8 +383,8 @@ class Daemon:
         if self._runner is not None:
             await self._runner.cleanup()
         self._close_stores()
-        log.info("stopped (polls cancelled: %d, actions left for next start: %d)",
-                 cancelled, cancelled_actions)
+        log.info("stopped (polls cancelled: %d, actions left for next start: %d, "
+                 "observation batches undelivered: %d)", cancelled, cancelled_actions, undelivered)
 
     def _close_stores(self) -> None:
         self.journal.close()

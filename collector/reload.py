@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Sections that are bound at start (sockets, files, state) and need a restart to change.
-RESTART_ONLY = ("daemon", "traps", "syslog")
+RESTART_ONLY = ("daemon", "traps", "syslog", "cluster")
 
 
 async def reload(daemon: Daemon) -> bool:
