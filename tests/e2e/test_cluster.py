@@ -14,7 +14,7 @@ import yaml
 from collector.cluster import owner
 from probes.types import STATUS_DOWN, STATUS_UP
 from tests.e2e.conftest import DaemonProcess
-from tests.e2e.test_daemon import _is, for_root, wait_until
+from tests.e2e.test_daemon import _is, wait_until
 from tests.support.mosquitto import Mosquitto
 from tests.support.receiver import WebhookReceiver
 from tests.support.snmpd import Interface, SnmpdAgent
