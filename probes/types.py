@@ -22,6 +22,9 @@ IF_OUT_ERRORS: Final = "if_out_errors"
 IF_IN_FCS_ERRORS: Final = "if_in_fcs_errors"  # FCS / CRC errors
 OPTICAL_RX_DBM: Final = "optical_rx_dbm"  # value: dBm; instance: component; labels: channel
 CPU_UTILIZATION: Final = "cpu_utilization"  # value: percent; instance: cpu index / component
+RTT_MS: Final = "rtt_ms"  # value: mean round trip of answered echoes, ms; labels: min, max
+JITTER_MS: Final = "jitter_ms"  # value: mean |rtt[i] - rtt[i-1]| over answered echoes, ms
+LOSS_RATIO: Final = "loss_ratio"  # value: lost / sent, 0..1
 ALARM: Final = "alarm"  # value: severity (MAJOR, ...) or CLEARED; instance: alarm id
 
 # IF-MIB status codes.
