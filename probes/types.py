@@ -25,6 +25,9 @@ CPU_UTILIZATION: Final = "cpu_utilization"  # value: percent; instance: cpu inde
 RTT_MS: Final = "rtt_ms"  # value: mean round trip of answered echoes, ms; labels: min, max
 JITTER_MS: Final = "jitter_ms"  # value: mean |rtt[i] - rtt[i-1]| over answered echoes, ms
 LOSS_RATIO: Final = "loss_ratio"  # value: lost / sent, 0..1
+ONT_STATE: Final = "ont_state"  # value 1 online / 2 offline; instance "frame/slot/port/ont_id";
+# labels last_down_cause: "dying-gasp" | "LOS" | the device's text (absent: none known)
+ONT_RX_DBM: Final = "ont_rx_dbm"  # value: optical power the ONT receives, dBm; same instance
 ALARM: Final = "alarm"  # value: severity (MAJOR, ...) or CLEARED; instance: alarm id
 
 # IF-MIB status codes.
