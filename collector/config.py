@@ -19,6 +19,9 @@ from collector.cluster import ClusterConfig
 from correlator.config import CorrelationConfig
 from correlator.inventory import Inventory, load_inventory
 from correlator.maintenance import MaintenanceWindow, load_maintenance
+from probes.cli.config import CliProbeConfig
+from probes.gnmi.config import GnmiProbeConfig
+from probes.icmp.config import PingProbeConfig
 from probes.snmp.config import SnmpCredentials, SnmpProbeConfig
 from probes.snmp.trap_config import TrapReceiverConfig
 from probes.source import Problem, Secret, SourceError, Strict, load_yaml, validate
@@ -71,9 +74,15 @@ class PollingConfig(Strict):
     timeout: float = Field(default=2.0, gt=0, le=60)
     retries: int = Field(default=1, ge=0, le=10)
     concurrency: int = Field(default=256, ge=1, le=100_000)
+    cli_sessions: int = Field(
+        default=16, ge=1, le=512,
+        description="SSH/CLI sessions running at once (netmiko is blocking: a thread each)")
 
 
-ProbeConfig = Annotated[SnmpProbeConfig, Field(discriminator="kind")]
+ProbeConfig = Annotated[
+    SnmpProbeConfig | GnmiProbeConfig | CliProbeConfig | PingProbeConfig,
+    Field(discriminator="kind"),
+]
 
 
 class DeviceConfig(Strict):
@@ -134,7 +143,7 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
 
     for name, dev in cfg.devices.items():
         for i, probe in enumerate(dev.probes):
-            if probe.credentials not in cfg.credentials:
+            if isinstance(probe, SnmpProbeConfig) and probe.credentials not in cfg.credentials:
                 known = ", ".join(sorted(cfg.credentials)) or "none defined"
                 problems.append(src.problem(("devices", name, "probes", i, "credentials"),
                                             f"unknown credentials (defined: {known})",

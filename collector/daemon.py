@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,14 @@ from collector.systemd import Notifier
 from correlator.engine import Correlator
 from correlator.incidents import IncidentEvent
 from correlator.store import IncidentStore
+from probes.cli.config import CliProbeConfig
+from probes.cli.poller import CliPoller
 from probes.errors import ProbeError
+from probes.gnmi.config import GnmiProbeConfig
+from probes.gnmi.probe import GnmiProbe
+from probes.icmp.config import PingProbeConfig
+from probes.icmp.pinger import PingPoller
+from probes.snmp.config import SnmpProbeConfig
 from probes.snmp.poller import SnmpPoller
 from probes.snmp.traps import TrapReceiver
 from probes.syslog.receiver import SyslogReceiver
@@ -62,7 +70,7 @@ class Daemon:
             damping=corr.damping, windows=settings.maintenance, max_silence=corr.max_silence,
         )
         self.dispatcher = Dispatcher(
-            settings.policy, self.journal, build_executors(settings.policy),
+            settings.policy, self.journal, build_executors(settings.policy, state_dir=state),
             on_result=self._on_action, down_share=self._down_share,
         )
         self.jobs = self._build_jobs()
@@ -94,6 +102,8 @@ class Daemon:
     # --- wiring --------------------------------------------------------------------------
 
     def _build_jobs(self) -> list[PollJob]:
+        self.cli_pool = ThreadPoolExecutor(max_workers=self.cfg.polling.cli_sessions,
+                                           thread_name_prefix="cli")
         return self.build_jobs(self.cfg)
 
     def build_jobs(self, cfg: RootConfig, *, only: str | None = None) -> list[PollJob]:
@@ -102,18 +112,31 @@ class Daemon:
             if (only is not None and name != only) or not self.plan.polls(name):
                 continue
             for probe in dev.probes:
-                timeout = probe.timeout or cfg.polling.timeout
-                poller: Poller = SnmpPoller(
-                    device=name, address=dev.address, port=probe.port,
-                    credentials=cfg.credentials[probe.credentials], timeout=timeout,
-                    max_repetitions=probe.max_repetitions,
-                )
-                jobs.append(PollJob(
-                    poller=poller, probe=probe.kind,
-                    interval=probe.interval or cfg.polling.interval, timeout=timeout,
-                    retries=cfg.polling.retries if probe.retries is None else probe.retries,
-                    jitter=cfg.polling.jitter,
-                ))
+                poller: Poller
+                if isinstance(probe, SnmpProbeConfig):
+                    timeout = probe.timeout or cfg.polling.timeout
+                    poller = SnmpPoller(
+                        device=name, address=dev.address, port=probe.port,
+                        credentials=cfg.credentials[probe.credentials], timeout=timeout,
+                        max_repetitions=probe.max_repetitions,
+                    )
+                    retries = cfg.polling.retries if probe.retries is None else probe.retries
+                    interval = probe.interval or cfg.polling.interval
+                elif isinstance(probe, CliProbeConfig):
+                    # blocking SSH sessions share one bounded thread pool
+                    poller = CliPoller(device=name, address=dev.address, config=probe,
+                                       executor=self.cli_pool)
+                    timeout, retries = probe.timeout, 0
+                    interval = probe.interval or cfg.polling.interval
+                elif isinstance(probe, PingProbeConfig):
+                    poller = PingPoller(device=name, address=dev.address, config=probe)
+                    timeout, retries = probe.timeout * probe.count, 0
+                    interval = cfg.polling.interval
+                else:
+                    continue  # streaming probes (gNMI) are event sources, not polled
+                jobs.append(PollJob(poller=poller, probe=probe.kind, interval=interval,
+                                    timeout=timeout, retries=retries,
+                                    jitter=cfg.polling.jitter))
         return jobs
 
     def _build_sources(self) -> list[EventSource]:
@@ -123,6 +146,12 @@ class Daemon:
         if self.cfg.syslog is not None:
             sources.append(SyslogReceiver(config=self.cfg.syslog, resolver=self.resolver,
                                           rules=list(self.settings.syslog_rules)))
+        for name, dev in self.cfg.devices.items():
+            if not self.plan.polls(name):
+                continue
+            for probe in dev.probes:
+                if isinstance(probe, GnmiProbeConfig):
+                    sources.append(GnmiProbe(device=name, address=dev.address, config=probe))
         return sources
 
     async def _announce_ready(self) -> None:
@@ -382,6 +411,7 @@ class Daemon:
             await self._api_runner.cleanup()
         if self._runner is not None:
             await self._runner.cleanup()
+        self.cli_pool.shutdown(wait=False, cancel_futures=True)
         self._close_stores()
         log.info("stopped (polls cancelled: %d, actions left for next start: %d, "
                  "observation batches undelivered: %d)", cancelled, cancelled_actions, undelivered)
