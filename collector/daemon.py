@@ -170,8 +170,9 @@ class Daemon:
             await asyncio.gather(ready, stop, return_exceptions=True)
             if self.stopping.is_set():
                 return
-        log.info("netreflex %s started: %d device(s), %d subscriber(s), %d open incident(s), "
-                 "%d action(s) pending, %d listener(s)", VERSION, len(self.jobs),
+        log.info("netreflex %s started: %d device(s) (%d polled probe(s)), %d subscriber(s), "
+                 "%d open incident(s), %d action(s) pending, %d listener(s)", VERSION,
+                 len({j.poller.device for j in self.jobs}), len(self.jobs),
                  len(self.settings.inventory.subscribers), len(self.correlator.open),
                  self.journal.backlog(), len(self.sources))
         self.notifier.notify("READY=1")

@@ -39,7 +39,8 @@ def test_example_config_starts_and_stops_cleanly(tmp_path: Path, daemons: Any) -
     for dev in cfg["devices"].values():
         dev["address"] = "127.0.0.1"
         for probe in dev["probes"]:
-            probe["port"] = int(silent.rsplit(":", 1)[1])
+            if probe["kind"] != "icmp":  # ping has no port: it pings loopback itself
+                probe["port"] = int(silent.rsplit(":", 1)[1])
     cfg["polling"]["timeout"] = 0.2
     cfg_path.write_text(yaml.safe_dump(cfg))
     policy = etc / "policy.yaml"
@@ -48,8 +49,10 @@ def test_example_config_starts_and_stops_cleanly(tmp_path: Path, daemons: Any) -
     policy.write_text(yaml.safe_dump(p))
 
     d: DaemonProcess = daemons(cfg_path, tmp_path / "daemon.log").start()
-    started = d.wait_log(r"started: (\d+) device\(s\), (\d+) subscriber\(s\).*?(\d+) listener")
-    assert started.groups() == ("6", "8", "2")
+    started = d.wait_log(r"started: (\d+) device\(s\) \((\d+) polled probe\(s\)\), "
+                         r"(\d+) subscriber\(s\).*?(\d+) listener")
+    # 6 devices: 6 SNMP + 1 CLI + 1 ping polled; traps, syslog and one gNMI stream listen
+    assert started.groups() == ("6", "8", "8", "3")
     d.wait_log(r"api on http://127\.0\.0\.1:\d+/api/v1")
     assert d.terminate() == 0
     assert "Traceback" not in d.text()
