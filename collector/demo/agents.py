@@ -8,6 +8,11 @@ Requests are decoded by pysnmp's protocol layer (pyasn1 BER). Responses are fram
 from values that pyasn1 encoded: a row whose value cannot change until the next control
 call is encoded once, when the MIB is rebuilt, so answering a poll costs little more than
 decoding it. ``_Agent`` holds the logic and does no I/O; ``_Endpoint`` is its socket.
+
+Given a trap destination, an agent also sends an SNMPv2c linkDown/linkUp notification
+(RFC 3418 / IF-MIB) from its own socket whenever a control changes a port's ifOperStatus.
+Each device may have its own loopback address (``DeviceSpec.address``, e.g. 127.0.0.12):
+a trap receiver tells devices apart by the address traps come from.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import functools
+import ipaddress
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -40,6 +46,10 @@ _IF_NUMBER = (1, 3, 6, 1, 2, 1, 2, 1, 0)
 _IF_ENTRY = (1, 3, 6, 1, 2, 1, 2, 2, 1)
 _IFX_ENTRY = (1, 3, 6, 1, 2, 1, 31, 1, 1, 1)
 _IF_TABLE_LAST_CHANGE = (1, 3, 6, 1, 2, 1, 31, 1, 5, 0)
+_SYS_UPTIME = (*_SYS, 3, 0)
+_SNMP_TRAP_OID = (1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0)
+_LINK_DOWN = (1, 3, 6, 1, 6, 3, 1, 1, 5, 3)
+_LINK_UP = (1, 3, 6, 1, 6, 3, 1, 1, 5, 4)
 
 _C32, _C64 = 2**32, 2**64
 _UP, _DOWN = 1, 2  # ifAdminStatus / ifOperStatus
@@ -88,16 +98,24 @@ class InterfaceSpec:
 
 @dataclass(frozen=True, slots=True)
 class DeviceSpec:
-    """One device. ``name`` is its sysName and the handle the controls take."""
+    """One device. ``name`` is its sysName and the handle the controls take.
+
+    ``address`` is the loopback address its agent binds; ``traps`` says whether it sends
+    notifications when the fleet has a trap destination (a device watched over gNMI
+    instead may not)."""
 
     name: str
     community: str = "public"
     sys_descr: str = "netreflex simulated device"
     interfaces: Sequence[InterfaceSpec] = ()
     sys_object_id: str = "1.3.6.1.4.1.8072.3.2.10"
+    address: str = "127.0.0.1"
+    traps: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "interfaces", tuple(self.interfaces))
+        if not ipaddress.ip_address(self.address).is_loopback:
+            raise ValueError(f"{self.name}: address must be a loopback address ({self.address})")
         indexes = [i.if_index for i in self.interfaces]
         if len(set(indexes)) != len(indexes):
             raise ValueError(f"{self.name}: duplicate if_index in {sorted(indexes)}")
@@ -110,6 +128,7 @@ class AgentStats:
     answered: int = 0
     ignored: int = 0  # wrong community, not v2c, or a PDU an agent does not answer
     malformed: int = 0  # not decodable as an SNMP message
+    dropped: int = 0  # received while silent
 
 
 @dataclass(slots=True)
@@ -179,11 +198,13 @@ class _Agent:
         self._oids: list[Oid] = []
         self._rows: list[bytes | tuple[bytes, _Live]] = []  # encoded varbind, or OID + live
         self._objects: set[Oid] = set()
+        self._trap_id = 0
         self._rebuild()
 
     # -- controls ------------------------------------------------------------------------
 
-    def set_oper_status(self, if_index: int, up: bool) -> None:
+    def set_oper_status(self, if_index: int, up: bool) -> bool:
+        """Set a port's ifOperStatus; True when that changed it."""
         port = self._ports.get(if_index)
         if port is None:
             raise KeyError(
@@ -192,12 +213,38 @@ class _Agent:
         if up and not port.spec.admin_up:
             raise ValueError(f"{self.spec.name} ifIndex {if_index} is admin-down")
         if port.oper_up == up:
-            return
+            return False
         now = self._clock()
         port.settle(now)
         port.oper_up = up
         port.last_change = self._uptime(now)
         self._rebuild()
+        return True
+
+    def link_trap(self, if_index: int, community: str) -> bytes:
+        """An SNMPv2-Trap-PDU saying port ``if_index`` went down or up (RFC 2863 linkDown /
+        linkUp: ifIndex, ifAdminStatus, ifOperStatus), encoded by pysnmp's protocol layer."""
+        port = self._ports[if_index]
+        v = _V2C
+        self._trap_id = (self._trap_id + 1) % 2**31
+        pdu = v.SNMPv2TrapPDU()
+        _PDU.set_defaults(pdu)
+        _PDU.set_request_id(pdu, self._trap_id)
+        _PDU.set_varbinds(
+            pdu,
+            [
+                (_SYS_UPTIME, v.TimeTicks(self._uptime(self._clock()))),
+                (_SNMP_TRAP_OID, v.ObjectIdentifier(_LINK_UP if port.oper_up else _LINK_DOWN)),
+                ((*_IF_ENTRY, 1, if_index), v.Integer(if_index)),
+                ((*_IF_ENTRY, 7, if_index), v.Integer(_UP if port.spec.admin_up else _DOWN)),
+                ((*_IF_ENTRY, 8, if_index), v.Integer(_UP if port.oper_up else _DOWN)),
+            ],
+        )
+        msg = _V2C.Message()
+        _MSG.set_defaults(msg)
+        _MSG.set_community(msg, community)
+        _MSG.set_pdu(msg, pdu)
+        return bytes(encoder.encode(msg))
 
     def restart(self) -> None:
         """Reboot: sysUpTime, ifLastChange and the counters start again from zero."""
@@ -381,7 +428,10 @@ class _Endpoint(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        if self.agent.silent or self.transport is None:
+        if self.agent.silent:
+            self.agent.stats.dropped += 1
+            return
+        if self.transport is None:
             return
         try:
             reply = self.agent.answer(data)
@@ -400,17 +450,30 @@ class _Endpoint(asyncio.DatagramProtocol):
 
 
 class SimulatedFleet:
-    """Simulated devices answering SNMPv2c on 127.0.0.1, one OS-chosen UDP port each.
+    """Simulated devices answering SNMPv2c on loopback, one OS-chosen UDP port each (on
+    127.0.0.1 unless a spec names another loopback address).
 
     ``async with SimulatedFleet(specs) as fleet:`` binds every endpoint; leaving the block
     closes them. The controls are plain methods, called from the same event loop.
+
+    With ``trap_destination`` (host, port), every port change made by ``set_oper_status``
+    is also sent there as a v2c linkDown/linkUp trap with ``trap_community``, from the
+    device's own socket (so from its address), by devices whose spec has ``traps``.
     """
 
-    address = "127.0.0.1"
+    address = "127.0.0.1"  # the default; see ``address_of``
 
     def __init__(
-        self, specs: Iterable[DeviceSpec], *, clock: Callable[[], float] = time.monotonic
+        self,
+        specs: Iterable[DeviceSpec],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        trap_destination: tuple[str, int] | None = None,
+        trap_community: str = "public",
     ) -> None:
+        self.trap_destination = trap_destination
+        self.trap_community = trap_community
+        self.traps_sent = 0
         self._agents: dict[str, _Agent] = {}
         self._endpoints: dict[str, _Endpoint] = {}
         for number, spec in enumerate(specs, start=1):
@@ -423,7 +486,7 @@ class SimulatedFleet:
         try:
             for name, agent in self._agents.items():
                 _, self._endpoints[name] = await loop.create_datagram_endpoint(
-                    functools.partial(_Endpoint, agent), local_addr=(self.address, 0)
+                    functools.partial(_Endpoint, agent), local_addr=(agent.spec.address, 0)
                 )
         except BaseException:
             self.close()
@@ -452,16 +515,27 @@ class SimulatedFleet:
         return list(self._agents)
 
     def port(self, device: str) -> int:
-        self._agent(device)
-        endpoint = self._endpoints.get(device)
-        if endpoint is None or endpoint.transport is None:
-            raise RuntimeError("the fleet is not running: use `async with SimulatedFleet(...)`")
-        port: int = endpoint.transport.get_extra_info("sockname")[1]
+        port: int = self._transport(device).get_extra_info("sockname")[1]
         return port
 
+    def address_of(self, device: str) -> str:
+        """The loopback address the device's agent is bound to."""
+        return self._agent(device).spec.address
+
     def set_oper_status(self, device: str, if_index: int, up: bool) -> None:
-        """Take a port down or bring it back; moves its ifLastChange."""
-        self._agent(device).set_oper_status(if_index, up)
+        """Take a port down or bring it back; moves its ifLastChange and, when that changed
+        the port and there is a trap destination, sends a linkDown/linkUp trap."""
+        agent = self._agent(device)
+        if not agent.set_oper_status(if_index, up):
+            return
+        if self.trap_destination is None or not agent.spec.traps or agent.silent:
+            return
+        endpoint = self._endpoints.get(device)
+        if endpoint is None or endpoint.transport is None:
+            return  # not running: nothing to send from
+        trap = agent.link_trap(if_index, self.trap_community)
+        endpoint.transport.sendto(trap, self.trap_destination)
+        self.traps_sent += 1
 
     def set_silent(self, device: str, silent: bool) -> None:
         """A silent device drops every datagram, like a dead box."""
@@ -478,6 +552,13 @@ class SimulatedFleet:
     def malformed(self) -> int:
         """Datagrams that were not SNMP messages, over the whole fleet."""
         return sum(agent.stats.malformed for agent in self._agents.values())
+
+    def _transport(self, device: str) -> asyncio.DatagramTransport:
+        self._agent(device)
+        endpoint = self._endpoints.get(device)
+        if endpoint is None or endpoint.transport is None:
+            raise RuntimeError("the fleet is not running: use `async with SimulatedFleet(...)`")
+        return endpoint.transport
 
     def _agent(self, device: str) -> _Agent:
         try:

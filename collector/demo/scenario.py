@@ -1,5 +1,9 @@
 """`netreflex demo`: a simulated ISP on loopback, the real daemon against it, faults, and
-what the daemon saw and did -- shown as it happens."""
+what the daemon saw and did -- shown as it happens.
+
+The daemon hears about the network three ways: it polls every device over SNMP, the
+devices send it linkDown/linkUp traps, and the core router streams its interface states
+over gNMI. Each incident says which of them saw the fault first."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import contextlib
 import json
 import shutil
 import signal
+import socket
 import sqlite3
 import sys
 import tempfile
@@ -19,7 +24,17 @@ from typing import Any, TextIO
 from aiohttp import web
 
 from collector.demo.agents import SimulatedFleet
-from collector.demo.topology import fleet_specs, nodes, subscribers, write_files
+from collector.demo.gnmi import DemoGnmiTarget
+from collector.demo.topology import (
+    GNMI_DEVICE,
+    GNMI_PASSWORD,
+    GNMI_USERNAME,
+    TRAP_COMMUNITY,
+    fleet_specs,
+    nodes,
+    subscribers,
+    write_files,
+)
 
 STEP_TIMEOUT = 30.0
 
@@ -102,10 +117,18 @@ def _money(v: float) -> str:
     return f"${v:,.2f}"
 
 
+def first_seen(inc: dict[str, Any]) -> str:
+    """The incident's first timeline entry, e.g. "olt1 pon0/3 went DOWN (trap)": what the
+    daemon heard first, and from where (trap, gnmi, snmp)."""
+    timeline = inc.get("timeline") or [{}]
+    return str(timeline[0].get("text", ""))
+
+
 def describe(out: Output, d: dict[str, Any]) -> None:
     inc = d["incident"]
     imp = inc["impact"]
     event = d["event"]
+    seen = first_seen(inc)
     if event == "opened":
         tiers = (
             ", ".join(
@@ -117,6 +140,7 @@ def describe(out: Output, d: dict[str, Any]) -> None:
         lines = [
             f"  INCIDENT {inc['id']} opened [{inc['severity']}]: {inc['title']}",
             f"    root cause        : {inc['root']}",
+            f"    first seen        : {seen}",
             f"    suppressed        : {', '.join(inc['symptoms']) or 'none'}",
             f"    devices cut off   : {', '.join(imp['devices']) or 'none'}",
             f"    subscribers hit   : {imp['subscriber_count']} -- by tier: {tiers}",
@@ -150,6 +174,8 @@ def describe(out: Output, d: dict[str, Any]) -> None:
         subscriber_count=imp["subscriber_count"],
         revenue_at_risk=imp["revenue_at_risk"],
         revenue_by_tier=imp["revenue_by_tier"],
+        first_seen=seen,
+        timeline=[t["text"] for t in inc.get("timeline", ())],
     )
     out.emit(
         "action",
@@ -193,56 +219,98 @@ async def _stop(proc: asyncio.subprocess.Process) -> int:
         return await proc.wait()
 
 
+def _free_udp_port(host: str = "127.0.0.1") -> int:
+    """A UDP port free right now, for the daemon's trap listener to bind."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 async def _scenario(out: Output, base: Path) -> int:
     specs = fleet_specs()
     subs = subscribers()
+    trap_port = _free_udp_port()
     out.emit(
         "setup",
         f"netreflex demo: simulated ISP with {len(specs)} SNMP agents and "
-        f"{len(subs)} subscribers on 127.0.0.1 (files in {base})",
+        f"{len(subs)} subscribers on loopback (files in {base})\n"
+        f"  the daemon polls every device over SNMP, receives their linkDown/linkUp traps "
+        f"on 127.0.0.1:{trap_port}, and streams {GNMI_DEVICE}'s interfaces over gNMI",
         devices=[s.name for s in specs],
         subscribers=len(subs),
         dir=str(base),
+        trap_port=trap_port,
+        gnmi_device=GNMI_DEVICE,
     )
     rx = Receiver()
     await rx.start()
     rx.listeners.append(lambda d: describe(out, d))
-    async with SimulatedFleet(specs) as fleet:
-        ports = {n: fleet.port(n) for n in fleet.devices}
-        config = write_files(base, ports=ports, webhook_url=rx.url)
-        proc = await _daemon(config, base / "daemon.log")
-        out.emit(
-            "daemon",
-            f"started `netreflex run --config {config}` (pid {proc.pid}); polling every second",
-            pid=proc.pid,
-            config=str(config),
-        )
-        try:
-            await _wait_for_polls(base, proc)
-            await _steps(out, fleet, rx, proc)
-        finally:
-            rc = await _stop(proc)
-            await rx.stop()
-        out.emit("daemon", f"daemon stopped with exit code {rc}", pid=proc.pid, exit_code=rc)
-    _summary(out, base, rx)
+    core = next(s for s in specs if s.name == GNMI_DEVICE)
+    gnmi = DemoGnmiTarget(
+        [i.name for i in core.interfaces],
+        address=core.address,
+        username=GNMI_USERNAME,
+        password=GNMI_PASSWORD,
+    )
+    fleet = SimulatedFleet(
+        specs, trap_destination=("127.0.0.1", trap_port), trap_community=TRAP_COMMUNITY
+    )
+    try:
+        async with fleet, gnmi:
+            ports = {n: fleet.port(n) for n in fleet.devices}
+            config = write_files(
+                base,
+                ports=ports,
+                webhook_url=rx.url,
+                addresses={n: fleet.address_of(n) for n in fleet.devices},
+                gnmi_ports={GNMI_DEVICE: gnmi.port},
+                trap_port=trap_port,
+            )
+            proc = await _daemon(config, base / "daemon.log")
+            out.emit(
+                "daemon",
+                f"started `netreflex run --config {config}` (pid {proc.pid}); polling every "
+                f"second, gNMI to {GNMI_DEVICE} at {core.address}:{gnmi.port}",
+                pid=proc.pid,
+                config=str(config),
+            )
+            try:
+                await _wait_for_polls(base, proc, gnmi)
+                await _steps(out, fleet, gnmi, rx, proc)
+            finally:
+                rc = await _stop(proc)
+            out.emit("daemon", f"daemon stopped with exit code {rc}", pid=proc.pid, exit_code=rc)
+    finally:
+        await rx.stop()
+    _summary(out, base, rx, fleet)
     return 0 if rc == 0 else 1
 
 
-async def _wait_for_polls(base: Path, proc: asyncio.subprocess.Process) -> None:
+async def _wait_for_polls(
+    base: Path, proc: asyncio.subprocess.Process, gnmi: DemoGnmiTarget
+) -> None:
     log = base / "daemon.log"
     deadline = time.monotonic() + STEP_TIMEOUT
     while time.monotonic() < deadline:
         if proc.returncode is not None:
             raise DemoError(f"the daemon exited with {proc.returncode}:\n{log.read_text()}")
-        if "started:" in log.read_text(errors="replace"):
+        if "started:" in log.read_text(errors="replace") and gnmi.open_streams:
             await asyncio.sleep(2.5)  # a couple of poll cycles: the baseline
             return
         await asyncio.sleep(0.1)
-    raise DemoError(f"the daemon did not start within {STEP_TIMEOUT:.0f}s:\n{log.read_text()}")
+    raise DemoError(
+        f"the daemon did not start (or subscribe over gNMI) within {STEP_TIMEOUT:.0f}s:\n"
+        f"{log.read_text()}"
+    )
 
 
 async def _steps(
-    out: Output, fleet: SimulatedFleet, rx: Receiver, proc: asyncio.subprocess.Process
+    out: Output,
+    fleet: SimulatedFleet,
+    gnmi: DemoGnmiTarget,
+    rx: Receiver,
+    proc: asyncio.subprocess.Process,
 ) -> None:
     def port_index(device: str, port: str) -> int:
         node = next(n for n in nodes() if n.name == device)
@@ -267,6 +335,9 @@ async def _steps(
         lambda d: d["event"] == "resolved" and d["incident"]["root"] == "link:olt1:pon0/3",
         "the pon0/3 all-clear",
     )
+    # let the network settle: the daemon files what it heard in the last couple of seconds
+    # with the next incident, and step 1's all-clear is not part of step 2's story
+    await asyncio.sleep(2.5)
 
     # 2. a whole aggregation switch dies
     out.emit(
@@ -276,10 +347,19 @@ async def _steps(
         step=2,
         fault="agg1 dead",
     )
-    fleet.set_oper_status("core1", port_index("core1", "xe-0/0/1"), up=False)
-    fleet.set_oper_status("olt3", port_index("olt3", "uplink1"), up=False)
     for dev in ("agg1", "olt1", "olt2"):
         fleet.set_silent(dev, True)
+    # The links to agg1 drop as its ports go dark. They are flipped once the daemon's next
+    # poll has hit the dead agg1, so that what the events say and what the poller finds
+    # fall within the daemon's correlation window (the 2 s hold-down) however the poll
+    # cycle happens to be phased.
+    await _polled(fleet, "agg1")
+    # the core's side of the link is streamed over gNMI (core1 sends no traps); its SNMP
+    # agent agrees, so the next poll confirms the gNMI update rather than contradicting it
+    gnmi.set_oper_status("xe-0/0/1", up=False)
+    fleet.set_oper_status("core1", port_index("core1", "xe-0/0/1"), up=False)
+    await asyncio.sleep(0.2)  # the core's gNMI update first, then olt3's trap
+    fleet.set_oper_status("olt3", port_index("olt3", "uplink1"), up=False)
     await rx.wait(
         lambda d: d["event"] == "opened" and d["incident"]["root"] == "device:agg1",
         "the agg1 incident",
@@ -288,6 +368,7 @@ async def _steps(
     out.emit("step", "\n[2] repair: agg1 is powered back on", step=2, repair="agg1 back")
     for dev in ("agg1", "olt1", "olt2"):
         fleet.set_silent(dev, False)
+    gnmi.set_oper_status("xe-0/0/1", up=True)
     fleet.set_oper_status("core1", port_index("core1", "xe-0/0/1"), up=True)
     fleet.set_oper_status("olt3", port_index("olt3", "uplink1"), up=True)
     await rx.wait(
@@ -299,7 +380,17 @@ async def _steps(
         raise DemoError(f"the daemon exited early with {proc.returncode}")
 
 
-def _summary(out: Output, base: Path, rx: Receiver) -> None:
+async def _polled(fleet: SimulatedFleet, device: str) -> None:
+    """Wait until a silent device drops a request: the daemon has polled it."""
+    before = fleet.stats(device).dropped
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while fleet.stats(device).dropped == before:
+        if time.monotonic() > deadline:
+            raise DemoError(f"the daemon did not poll {device} within {STEP_TIMEOUT:.0f}s")
+        await asyncio.sleep(0.02)
+
+
+def _summary(out: Output, base: Path, rx: Receiver, fleet: SimulatedFleet) -> None:
     db = base / "state" / "journal.db"
     rows: list[tuple[str, str, str, str]] = []
     if db.exists():
@@ -312,10 +403,12 @@ def _summary(out: Output, base: Path, rx: Receiver) -> None:
     out.emit(
         "summary",
         f"\nsummary: {len(rows)} action(s) journaled, "
-        f"{len(rx.deliveries)} webhook(s) received, {dupes} duplicate(s)",
+        f"{len(rx.deliveries)} webhook(s) received, {dupes} duplicate(s); "
+        f"the devices sent {fleet.traps_sent} trap(s)",
         actions=[{"incident": r[0], "event": r[1], "target": r[2], "state": r[3]} for r in rows],
         webhooks=len(rx.deliveries),
         duplicates=dupes,
+        traps_sent=fleet.traps_sent,
     )
     for r in rows:
         out.emit(

@@ -1,4 +1,10 @@
-"""The demo's simulated ISP: devices, ports and ~200 subscribers with revenue data."""
+"""The demo's simulated ISP: devices, ports and ~200 subscribers with revenue data.
+
+Every device has its own loopback address (127.0.0.11, .12, ...), so that the daemon's
+trap receiver can tell who sent a trap. All devices are polled over SNMP and send
+linkDown/linkUp traps, except the core router, which streams its interface states over
+gNMI instead of sending traps (and is polled over SNMP too).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,10 @@ import yaml
 from collector.demo.agents import DeviceSpec, InterfaceSpec
 
 ACCESS_PORTS = 8
+GNMI_DEVICE = "core1"  # streams telemetry over gNMI, sends no traps
+GNMI_USERNAME = "netreflex"
+GNMI_PASSWORD = "demo-gnmi"  # a throwaway lab credential
+TRAP_COMMUNITY = "demo-traps"
 
 
 @dataclass
@@ -77,9 +87,14 @@ def nodes() -> list[Node]:
     ]
 
 
+def address(number: int) -> str:
+    """The loopback address of the ``number``-th device (from 0)."""
+    return f"127.0.0.{11 + number}"
+
+
 def fleet_specs() -> list[DeviceSpec]:
     specs = []
-    for n in nodes():
+    for number, n in enumerate(nodes()):
         ifaces = [
             InterfaceSpec(
                 if_index=i,
@@ -95,6 +110,8 @@ def fleet_specs() -> list[DeviceSpec]:
                 community=f"demo-{n.name}",
                 sys_descr=f"netreflex demo {n.role} {n.name}",
                 interfaces=ifaces,
+                address=address(number),
+                traps=n.name != GNMI_DEVICE,
             )
         )
     return specs
@@ -185,8 +202,22 @@ def subscribers(seed: int = 7) -> list[Sub]:
     return out
 
 
-def write_files(base: Path, *, ports: dict[str, int], webhook_url: str) -> Path:
-    """Write config, inventory, subscribers and policy for the daemon; return the config."""
+def write_files(
+    base: Path,
+    *,
+    ports: dict[str, int],
+    webhook_url: str,
+    addresses: dict[str, str] | None = None,
+    gnmi_ports: dict[str, int] | None = None,
+    trap_port: int | None = None,
+) -> Path:
+    """Write config, inventory, subscribers and policy for the daemon; return the config.
+
+    ``ports``: each device's SNMP port, at ``addresses`` (127.0.0.1 when absent);
+    ``gnmi_ports``: devices that also stream over gNMI (plaintext, on their address);
+    ``trap_port``: the daemon listens for traps on 127.0.0.1 at this port."""
+    addresses = addresses or {}
+    gnmi_ports = gnmi_ports or {}
     base.mkdir(parents=True, exist_ok=True)
     devices: dict[str, Any] = {}
     inv = {"devices": devices, "subscriber_files": ["subscribers.csv"]}
@@ -272,14 +303,43 @@ def write_files(base: Path, *, ports: dict[str, int], webhook_url: str) -> Path:
         "credentials": {f"demo-{n}": {"version": "2c", "community": f"demo-{n}"} for n in ports},
         "devices": {
             n: {
-                "address": "127.0.0.1",
-                "probes": [{"kind": "snmp", "credentials": f"demo-{n}", "port": p}],
+                "address": addresses.get(n, "127.0.0.1"),
+                "probes": [
+                    {"kind": "snmp", "credentials": f"demo-{n}", "port": p},
+                    *([_gnmi_probe(gnmi_ports[n])] if n in gnmi_ports else []),
+                ],
             }
             for n, p in ports.items()
         },
         "inventory": ["inventory.yaml"],
         "policy": "policy.yaml",
     }
+    if trap_port is not None:
+        config["traps"] = {
+            "listen": f"127.0.0.1:{trap_port}",
+            "communities": [TRAP_COMMUNITY],
+            "receive_buffer": 256 * 1024,
+        }
     path = base / "netreflex.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def _gnmi_probe(port: int) -> dict[str, Any]:
+    """Interface states streamed ON_CHANGE, restated every 2 s (heartbeat)."""
+    return {
+        "kind": "gnmi",
+        "port": port,
+        "insecure": True,
+        "username": GNMI_USERNAME,
+        "password": GNMI_PASSWORD,
+        "sample_interval": 2.0,
+        "heartbeat_interval": 2.0,
+        "silence_deadline": 10.0,
+        "connect_timeout": 5.0,
+        "backoff": {"initial": 0.5, "maximum": 2.0},
+        "paths": [
+            {"path": "/interfaces/interface/state/oper-status", "mode": "on_change"},
+            {"path": "/interfaces/interface/state/admin-status", "mode": "on_change"},
+        ],
+    }

@@ -1,4 +1,7 @@
-"""`netreflex demo` runs, ends by itself, reports the expected incidents and cleans up."""
+"""`netreflex demo` runs, ends by itself, reports the expected incidents and cleans up.
+
+The daemon hears about faults from SNMP polls, traps and a gNMI stream; the demo says
+which one saw each fault first."""
 
 from __future__ import annotations
 
@@ -28,6 +31,10 @@ def test_demo_json(tmp_path: Path) -> None:
     expected = sorted(s.id for s in subscribers() if (s.device, s.port) == ("olt1", "pon0/3"))
     assert port["subscribers"] == expected
     assert port["symptoms"] == []
+    # the fibre cut reached the daemon as a linkDown trap, before any poll noticed
+    assert "(trap)" in port["first_seen"]
+    assert port["first_seen"] == port["timeline"][0]
+    assert any(t.startswith("olt1 pon0/3 went down (trap)") for t in port["timeline"])
 
     agg = by[("opened", "device:agg1")]
     assert agg["severity"] == "critical"
@@ -36,6 +43,13 @@ def test_demo_json(tmp_path: Path) -> None:
     behind = [s for s in subscribers() if s.device in ("olt1", "olt2")]
     assert agg["subscriber_count"] == len(behind)
     assert agg["revenue_at_risk"] == pytest.approx(sum(s.revenue for s in behind))
+    # core1's side of the dead link was streamed over gNMI (core1 sends no traps), olt3's
+    # side came as a trap, and the devices behind agg1 fell silent to the SNMP poller
+    assert "core1 xe-0/0/1 went down (gnmi)" in agg["timeline"]
+    assert "olt3 uplink1 went down (trap)" in agg["timeline"]
+    assert any(t.endswith("(gnmi)") for t in agg["timeline"])
+    assert any("stopped answering snmp" in t for t in agg["timeline"])
+    assert agg["first_seen"] == agg["timeline"][0]
     assert ("resolved", "link:olt1:pon0/3") in by and ("resolved", "device:agg1") in by
     # olt3 is dual-homed: it never shows up as cut off
     assert not any("olt3" in e["devices"] for e in incidents)
@@ -47,6 +61,7 @@ def test_demo_json(tmp_path: Path) -> None:
     summary = next(e for e in events if e["type"] == "summary")
     assert summary["duplicates"] == 0
     assert all(a["state"] == "succeeded" for a in summary["actions"])
+    assert summary["traps_sent"] >= 4  # pon0/3 down/up, olt3 uplink1 down/up
 
     stopped = next(e for e in events if e["type"] == "daemon" and "exit_code" in e)
     assert stopped["exit_code"] == 0
@@ -62,5 +77,7 @@ def test_demo_human_output_tells_the_story(tmp_path: Path) -> None:
     out = res.stdout.decode()
     assert res.returncode == 0, out + res.stderr.decode()
     for text in ("INCIDENT", "root cause        : device:agg1", "suppressed        : ",
-                 "revenue at risk   : $", "ALL-CLEAR", "action fired      : webhook"):
+                 "revenue at risk   : $", "ALL-CLEAR", "action fired      : webhook",
+                 "first seen        : olt1 pon0/3 went down (trap)", "over gNMI"):
         assert text in out
+    assert "(gnmi)" in out

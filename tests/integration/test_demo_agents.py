@@ -410,3 +410,82 @@ async def test_specs_are_checked() -> None:
         SimulatedFleet([AGGREGATION, AGGREGATION])
     with pytest.raises(KeyError, match="no simulated device 'nope'"):
         SimulatedFleet([AGGREGATION]).set_silent("nope", True)
+
+
+class _TrapSink(asyncio.DatagramProtocol):
+    """A trap receiver on 127.0.0.1: every datagram and the address it came from."""
+
+    def __init__(self) -> None:
+        self.received: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self.received.put_nowait((data, (str(addr[0]), addr[1])))
+
+
+async def test_port_changes_send_link_traps_from_the_device_address(clock: FakeClock) -> None:
+    # decoded by netreflex's own BER trap decoder: it shares no code with pysnmp's encoder
+    from probes.snmp.traps import (
+        LINK_DOWN,
+        LINK_UP,
+        SNMP_TRAP_OID,
+        Notification,
+        decode_message,
+        map_notification,
+    )
+
+    loop = asyncio.get_running_loop()
+    transport, sink = await loop.create_datagram_endpoint(_TrapSink, local_addr=("127.0.0.1", 0))
+    dest = transport.get_extra_info("sockname")
+    acc = DeviceSpec("acc1", interfaces=ACCESS.interfaces, address="127.0.0.7")
+    quiet = DeviceSpec("agg1", interfaces=AGGREGATION.interfaces, traps=False)
+    try:
+        async with SimulatedFleet(
+            [acc, quiet], clock=clock, trap_destination=dest, trap_community="traps-rw"
+        ) as fleet:
+            assert fleet.address_of("acc1") == "127.0.0.7"
+            clock.now += 12.5
+            fleet.set_oper_status("acc1", 24, up=False)
+            fleet.set_oper_status("acc1", 24, up=False)  # no change: no trap
+            fleet.set_oper_status("agg1", 1, up=False)  # a device without traps
+            clock.now += 1.0
+            fleet.set_oper_status("acc1", 24, up=True)
+            async with asyncio.timeout(5):
+                first = await sink.received.get()
+                second = await sink.received.get()
+            await asyncio.sleep(0.2)
+            assert sink.received.empty()
+            assert fleet.traps_sent == 2
+            agent_port = fleet.port("acc1")
+    finally:
+        transport.close()
+
+    for (data, (host, port)), trap, oper, uptime in (
+        (first, LINK_DOWN, 2, 1250),
+        (second, LINK_UP, 1, 1350),
+    ):
+        # sent from the agent's own socket, so from the device's address: how a receiver
+        # tells which device it came from
+        assert (host, port) == ("127.0.0.7", agent_port)
+        msg = decode_message(data)
+        assert msg.version == 1 and msg.community == b"traps-rw"
+        assert msg.is_notification
+        varbinds = dict(msg.varbinds)
+        assert varbinds[tuple(int(x) for x in SYS_UPTIME.split("."))] == uptime
+        assert varbinds[SNMP_TRAP_OID] == trap
+        assert varbinds[tuple(int(x) for x in f"{IF_OPER}.24".split("."))] == oper
+        assert varbinds[tuple(int(x) for x in f"{IF_ADMIN}.24".split("."))] == 1
+        assert varbinds[(1, 3, 6, 1, 2, 1, 2, 2, 1, 1, 24)] == 24
+        assert [name for name, _ in msg.varbinds][:2] == [
+            (1, 3, 6, 1, 2, 1, 1, 3, 0),
+            SNMP_TRAP_OID,
+        ]  # RFC 3416 4.2.6: these come first
+        note = Notification("2c", host, msg.varbinds, 0.0)
+        mapped = map_notification(note, "acc1", lambda device, index: None)
+        assert mapped.outcome == "mapped"
+        (obs,) = mapped.observations
+        assert (obs.device, obs.instance, obs.value) == ("acc1", "24", oper)
+
+
+async def test_no_trap_destination_sends_nothing(fleet: SimulatedFleet) -> None:
+    fleet.set_oper_status("acc1", 1, up=False)
+    assert fleet.traps_sent == 0
