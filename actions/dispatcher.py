@@ -1,4 +1,9 @@
-"""Decide (policy) → journal → execute, with retries that survive restarts."""
+"""Decide (policy) → journal → guardrails → execute, with retries that survive restarts.
+
+Every attempt of every action goes through ``Guardrails.check`` first; the executor is
+called only when the decision is ``allowed`` (a dry run that would not have been allowed
+is recorded as such and its executor is not called at all).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,13 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
-from actions.journal import Journal
+from actions.faults import FaultInjector
+from actions.guardrails import Decision, Guardrails, GuardVerdict, decide_outcome, inputs_of
+from actions.journal import Journal, JournalRow
 from actions.policy import Policy, decide
 from actions.types import ActionPlan, ActionResult, Executor, idempotency_key
 from correlator.incidents import IncidentEvent
@@ -17,6 +26,7 @@ from correlator.incidents import IncidentEvent
 log = logging.getLogger(__name__)
 
 MAX_SUBSCRIBERS_IN_PAYLOAD = 500
+GUARD_ERROR_RETRY = 60.0  # seconds: when guardrails cannot be evaluated, nothing runs
 
 
 def build_payload(event: IncidentEvent, rule: str, key: str) -> dict[str, Any]:
@@ -35,8 +45,60 @@ def build_payload(event: IncidentEvent, rule: str, key: str) -> dict[str, Any]:
     }
 
 
+def plans_for(policy: Policy, event: IncidentEvent,
+              executors: Mapping[str, Executor]) -> tuple[list[ActionPlan], dict[str, str]]:
+    """What policy asks for ``event``, one plan per (rule, target) -- or per recipient when
+    the target's executor has ``expand``. Also returns the keys whose expansion failed,
+    with why (they are journaled and failed at once, so the failure shows)."""
+    plans: list[ActionPlan] = []
+    broken: dict[str, str] = {}
+    # every update is a decision of its own; open/resolve happen once per incident
+    what = f"updated#{event.incident.revision}" if event.type == "updated" else event.type
+    inputs = inputs_of(event.incident)
+    for rule, ref in decide(policy, event):
+        target = policy.targets[ref.target]
+        key = idempotency_key(event.incident.id, what, rule.name, ref.target)
+        dry = policy.dry_run if rule.dry_run is None else rule.dry_run
+        base = ActionPlan(
+            key=key, incident_id=event.incident.id, event=event.type, rule=rule.name,
+            target=ref.target, executor=target.kind,
+            payload=build_payload(event, rule.name, key), dry_run=dry, inputs=inputs,
+        )
+        expand = getattr(executors.get(ref.target), "expand", None)
+        if expand is None:
+            plans.append(base)
+            continue
+        try:
+            out = expand(base, event.incident)
+            if not isinstance(out, list) or not all(isinstance(p, ActionPlan) for p in out):
+                raise TypeError(f"expand returned {type(out).__name__}, not a list of "
+                                "ActionPlan")
+        except Exception as exc:  # an executor bug must not stop the other actions
+            log.exception("expand failed action=%s target=%s", key, ref.target)
+            plans.append(base)
+            broken[key] = f"expand failed: {type(exc).__name__}: {exc}"
+            continue
+        for p in out:
+            plans.append(_rekeyed(base, p, what))
+    return plans, broken
+
+
+def _rekeyed(base: ActionPlan, p: ActionPlan, what: str) -> ActionPlan:
+    """An expanded plan keeps the decision it came from (incident, event, rule, target,
+    dry run, inputs); only its recipient, amount and payload are the executor's. Its key
+    is derived here, with the recipient in it."""
+    key = idempotency_key(base.incident_id, what, base.rule, base.target, p.recipient)
+    payload = dict(p.payload)
+    if "idempotency_key" in payload:
+        payload["idempotency_key"] = key
+    return replace(base, key=key, recipient=p.recipient, amount=p.amount, payload=payload)
+
+
 class Dispatcher:
-    """Turns incident events into journaled actions and executes them."""
+    """Turns incident events into journaled actions and executes them.
+
+    ``down_share``: which share (0..1) of the devices looks down now, for the blast-radius
+    guardrail. ``faults``: test-only fault injection (default: ``NETREFLEX_FAULT``)."""
 
     def __init__(
         self,
@@ -47,49 +109,92 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         concurrency: int = 16,
         on_result: Callable[[ActionResult], None] | None = None,
+        down_share: Callable[[], float] | None = None,
+        faults: FaultInjector | None = None,
     ) -> None:
-        self.policy = policy
         self.journal = journal
         self.executors = dict(executors)
         self.clock = clock
         self.on_result = on_result
+        self.guardrails = Guardrails(policy, journal, down_share=down_share)
+        self._fault = faults if faults is not None else FaultInjector.from_env()
         self._sem = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
 
+    @property
+    def policy(self) -> Policy:
+        return self.guardrails.policy
+
+    @policy.setter
+    def policy(self, policy: Policy) -> None:
+        self.guardrails.use(policy)
+
     def submit(self, event: IncidentEvent) -> list[ActionPlan]:
         """Journal what policy asks for this event. Returns the newly planned actions."""
-        plans: list[ActionPlan] = []
-        for rule, ref in decide(self.policy, event):
-            target = self.policy.targets[ref.target]
-            # every update is a decision of its own; open/resolve happen once per incident
-            what = f"updated#{event.incident.revision}" if event.type == "updated" else event.type
-            key = idempotency_key(event.incident.id, what, rule.name, ref.target)
-            dry = self.policy.dry_run if rule.dry_run is None else rule.dry_run
-            plans.append(ActionPlan(
-                key=key, incident_id=event.incident.id, event=event.type, rule=rule.name,
-                target=ref.target, executor=target.kind,
-                payload=build_payload(event, rule.name, key), dry_run=dry,
-            ))
-        fresh = self.journal.plan(plans, self.clock()) if plans else []
+        plans, broken = plans_for(self.policy, event, self.executors)
+        now = self.clock()
+        fresh = self.journal.plan(plans, now) if plans else []
         for p in fresh:
-            log.info("action planned action=%s incident=%s event=%s rule=%s target=%s%s",
+            log.info("action planned action=%s incident=%s event=%s rule=%s target=%s%s%s",
                      p.key, p.incident_id, p.event, p.rule, p.target,
+                     f" recipient={p.recipient}" if p.recipient is not None else "",
                      " (dry run)" if p.dry_run else "")
+            if p.key in broken:
+                self.journal.finish(p.key, "failed", now, error=broken[p.key])
+        for p in fresh:
+            self._fault("after_plan", p.key)
         if fresh:
             self._wake.set()
         return fresh
 
+    # --- approvals -----------------------------------------------------------------------
+
+    def approve(self, key: str, *, by: str, reason: str | None = None) -> JournalRow:
+        """A person says go. Raises ActionNotFound or ActionStateConflict (not waiting)."""
+        row = self.journal.approve(key, by=by, reason=reason, now=self.clock())
+        log.warning("action approved action=%s incident=%s target=%s by=%r reason=%r",
+                    key, row.incident_id, row.target, by, reason)
+        self._wake.set()
+        return row
+
+    def deny(self, key: str, *, by: str, reason: str) -> JournalRow:
+        row = self.journal.deny(key, by=by, reason=reason, now=self.clock())
+        log.warning("action denied action=%s incident=%s target=%s by=%r reason=%r",
+                    key, row.incident_id, row.target, by, reason)
+        return row
+
+    # --- running -------------------------------------------------------------------------
+
+    def _start_due(self) -> list[asyncio.Task[None]]:
+        now = self.clock()
+        for row in self.journal.expire(now):
+            log.warning("action blocked action=%s incident=%s target=%s: %s", row.key,
+                        row.incident_id, row.target, row.last_error)
+            self._emit(ActionResult(row.key, row.target, row.executor, "blocked",
+                                    row.last_error or "approval expired"))
+        started = []
+        for plan in self.journal.due(now):
+            if plan.key in self._inflight:
+                continue
+            task = asyncio.create_task(self._one(plan), name=f"action:{plan.key}")
+            self._inflight[plan.key] = task
+            task.add_done_callback(self._done)
+            started.append(task)
+        return started
+
+    async def run_once(self) -> int:
+        """Expire overdue approvals, start every due action and wait for them: one turn of
+        ``run`` (tests drive the dispatcher with it and a fake clock). Returns how many."""
+        started = self._start_due()
+        if started:
+            await asyncio.gather(*started)
+        return len(started)
+
     async def run(self, stopping: asyncio.Event) -> None:
         """Execute due actions until ``stopping`` is set; then let in-flight ones finish."""
         while not stopping.is_set():
-            now = self.clock()
-            for plan in self.journal.due(now):
-                if plan.key in self._inflight:
-                    continue
-                task = asyncio.create_task(self._one(plan), name=f"action:{plan.key}")
-                self._inflight[plan.key] = task
-                task.add_done_callback(self._done)
+            self._start_due()
             nxt = self.journal.next_due_at()
             wait = 1.0 if nxt is None else max(0.01, min(1.0, nxt - self.clock()))
             self._wake.clear()
@@ -130,7 +235,20 @@ class Dispatcher:
                 self.journal.finish(plan.key, "failed", now,
                                     error=f"no executor for target {plan.target}")
                 return
-            self.journal.start(plan.key, now)
+            try:
+                decision = self.guardrails.check(plan, now)
+            except Exception as exc:  # fail closed: no verdict, no effect
+                log.exception("guardrails failed action=%s target=%s", plan.key, plan.target)
+                decision = decide_outcome([GuardVerdict(
+                    "guardrails", "deferred", f"could not be evaluated ({type(exc).__name__}: "
+                    f"{exc}); tried again in {GUARD_ERROR_RETRY:.0f}s",
+                    until=now + GUARD_ERROR_RETRY)])
+            if not self._allowed(plan, decision, now):
+                return
+            if not plan.dry_run:
+                self.guardrails.commit(plan, now)
+            self.journal.start(plan.key, now, decision.to_dicts())
+            self._fault("after_start", plan.key)
             try:
                 result = await executor.execute(plan, dry_run=plan.dry_run)
             except asyncio.CancelledError:
@@ -139,10 +257,50 @@ class Dispatcher:
                 log.exception("executor crashed action=%s target=%s", plan.key, plan.target)
                 result = ActionResult(plan.key, plan.target, executor.kind, "retry",
                                       f"executor error: {type(exc).__name__}: {exc}")
+            self._fault("after_send", plan.key)
             self._record(plan, result)
+            self._fault("after_finish", plan.key)
+
+    def _allowed(self, plan: ActionPlan, decision: Decision, now: float) -> bool:
+        """Journal a decision that stops this attempt; True when it may go ahead."""
+        verdicts = decision.to_dicts()
+        if decision.outcome == "allowed":
+            return True
+        if plan.dry_run:
+            # shadow mode: say what would have happened; nobody is asked, nothing waits
+            detail = f"dry run: would be {decision.outcome} ({decision.reason})"
+            self.journal.finish(plan.key, "dry_run", now, error=detail, verdicts=verdicts)
+            log.info("action dry run action=%s target=%s incident=%s: %s", plan.key,
+                     plan.target, plan.incident_id, detail)
+            self._emit(ActionResult(plan.key, plan.target, plan.executor, "dry_run", detail))
+        elif decision.outcome == "blocked":
+            self.journal.block(plan.key, now, decision.reason, verdicts)
+            log.warning("action blocked action=%s target=%s incident=%s: %s", plan.key,
+                        plan.target, plan.incident_id, decision.reason)
+            self._emit(ActionResult(plan.key, plan.target, plan.executor, "blocked",
+                                    decision.reason))
+        elif decision.outcome == "waiting":
+            assert decision.until is not None
+            self.journal.hold(plan.key, decision.until, now, verdicts)
+            log.warning("action waits for approval action=%s target=%s incident=%s until=%.0f"
+                        ": %s (netreflex approve %s)", plan.key, plan.target, plan.incident_id,
+                        decision.until, decision.reason, plan.key)
+            self._fault("after_hold", plan.key)
+        else:
+            until = decision.until if decision.until is not None else now + 1.0
+            self.journal.defer(plan.key, until, now, verdicts)
+            log.info("action deferred action=%s target=%s incident=%s for %.1fs: %s",
+                     plan.key, plan.target, plan.incident_id, until - now, decision.reason)
+        return False
+
+    def _emit(self, result: ActionResult) -> None:
+        if self.on_result is not None:
+            self.on_result(result)
 
     def _record(self, plan: ActionPlan, result: ActionResult) -> None:
         now = self.clock()
+        if not plan.dry_run:
+            self.guardrails.observe(plan, result.outcome, now)
         attempts = plan.attempts + 1
         target = self.policy.targets.get(plan.target)
         max_attempts = target.max_attempts if target is not None else 5
@@ -153,6 +311,10 @@ class Dispatcher:
                                   status_code=result.status_code)
             log.warning("action will retry action=%s target=%s attempt=%d in=%.1fs: %s",
                         plan.key, plan.target, attempts, delay, result.detail)
+        elif result.outcome == "blocked":  # the executor's own guard (an allowlist, say)
+            self.journal.block(plan.key, now, result.detail or "refused by the executor")
+            log.warning("action blocked by its executor action=%s target=%s incident=%s: %s",
+                        plan.key, plan.target, plan.incident_id, result.detail)
         else:
             state = "failed" if result.outcome == "retry" else result.outcome
             self.journal.finish(plan.key, state, now,
@@ -164,11 +326,11 @@ class Dispatcher:
             else:
                 log.info("action %s action=%s target=%s incident=%s %s", state, plan.key,
                          plan.target, plan.incident_id, result.detail)
-        if self.on_result is not None:
-            self.on_result(result)
+        self._emit(result)
 
 
-def build_executors(policy: Policy) -> dict[str, Executor]:
+def build_executors(policy: Policy, *, state_dir: Path | None = None) -> dict[str, Executor]:
     from actions.executors import build_executor
 
-    return {name: build_executor(name, target) for name, target in policy.targets.items()}
+    return {name: build_executor(name, target, state_dir=state_dir)
+            for name, target in policy.targets.items()}

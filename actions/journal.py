@@ -1,21 +1,31 @@
 """The durable action journal: every external effect is written here before it happens.
 
-States: planned → running → succeeded | failed (| dry_run). A row is planned exactly once
-per idempotency key (INSERT OR IGNORE), so re-deciding after a restart cannot duplicate
-it. A row left ``running`` by a crash is retried with the *same* key, which receivers use
-to drop the duplicate (the ``Idempotency-Key`` header of the webhook executor).
+States::
+
+    planned ──▶ running ──▶ succeeded | failed | dry_run
+       │  ▲        │
+       │  └────────┘ retry (planned again, later) / deferred by a guardrail
+       ├──▶ waiting_approval ──approve──▶ planned
+       │          └──deny / expire──▶ blocked
+       └──▶ blocked (a guardrail said no)
+
+A row is planned exactly once per idempotency key (INSERT OR IGNORE), so re-deciding after
+a restart cannot duplicate it. A row left ``running`` by a crash is retried with the *same*
+key, which receivers use to drop the duplicate (the ``Idempotency-Key`` header of the
+webhook executor). Every move is one UPDATE guarded by the states it may come from, so a
+row never goes backwards (a finished action is never started again).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actions.errors import JournalError
+from actions.errors import ActionNotFound, ActionStateConflict, JournalError
 from actions.types import ActionPlan
 
 _SCHEMA = """
@@ -40,7 +50,36 @@ CREATE INDEX IF NOT EXISTS actions_due ON actions(state, next_at);
 CREATE INDEX IF NOT EXISTS actions_incident ON actions(incident_id);
 """
 
-ACTIVE = ("planned", "running")
+# columns added after the first release: (name, declaration); added to old journals at open
+_ADDED = (
+    ("recipient", "TEXT"),
+    ("amount", "REAL"),
+    ("inputs", "TEXT NOT NULL DEFAULT '{}'"),
+    ("verdicts", "TEXT NOT NULL DEFAULT '[]'"),
+    ("expires_at", "REAL"),
+    ("approval", "TEXT"),
+    ("started_at", "REAL"),
+)
+
+STATES = ("planned", "waiting_approval", "running", "succeeded", "failed", "blocked",
+          "dry_run")
+ACTIVE = ("planned", "running")  # what the dispatcher picks up when due
+FINAL = ("succeeded", "failed", "blocked", "dry_run")
+
+# to-state -> the states a row may move there from
+MOVES: Mapping[str, tuple[str, ...]] = {
+    "running": ("planned", "running"),  # running -> running: resumed after a crash
+    "planned": ("planned", "running", "waiting_approval"),  # retry, defer, approve
+    "waiting_approval": ("planned", "running"),
+    "succeeded": ("running",),
+    "failed": ("planned", "running"),
+    "blocked": ("planned", "running", "waiting_approval"),
+    "dry_run": ("planned", "running"),
+}
+
+_COLS = ("key, incident_id, event, rule, target, executor, state, dry_run, attempts, next_at, "
+         "created_at, updated_at, last_error, status_code, recipient, amount, verdicts, "
+         "expires_at, approval, started_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +98,32 @@ class JournalRow:
     updated_at: float
     last_error: str | None
     status_code: int | None
+    recipient: str | None = None
+    amount: float | None = None
+    verdicts: tuple[Mapping[str, Any], ...] = ()
+    expires_at: float | None = None
+    approval: Mapping[str, Any] | None = None
+    started_at: float | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+        out = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        out["verdicts"] = [dict(v) for v in self.verdicts]
+        out["approval"] = None if self.approval is None else dict(self.approval)
+        return out
+
+
+def _row(r: Sequence[Any]) -> JournalRow:
+    return JournalRow(
+        key=r[0], incident_id=r[1], event=r[2], rule=r[3], target=r[4], executor=r[5],
+        state=r[6], dry_run=bool(r[7]), attempts=r[8], next_at=r[9], created_at=r[10],
+        updated_at=r[11], last_error=r[12], status_code=r[13], recipient=r[14], amount=r[15],
+        verdicts=tuple(json.loads(r[16] or "[]")), expires_at=r[17],
+        approval=json.loads(r[18]) if r[18] else None, started_at=r[19],
+    )
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, sort_keys=True)
 
 
 class Journal:
@@ -72,17 +134,25 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            have = {r[1] for r in self._db.execute("PRAGMA table_info(actions)")}
+            for name, decl in _ADDED:
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE actions ADD COLUMN {name} {decl}")
+            self._db.execute(
+                "CREATE INDEX IF NOT EXISTS actions_recipient ON actions(recipient, started_at)")
         except sqlite3.Error as exc:
             raise JournalError(
                 f"cannot open action journal {self.path}: {exc}; check that the state "
                 "directory exists and is writable by the netreflex user"
             ) from exc
 
-    def _exec(self, sql: str, args: tuple[object, ...] = ()) -> sqlite3.Cursor:
+    def _exec(self, sql: str, args: Sequence[object] = ()) -> sqlite3.Cursor:
         try:
-            return self._db.execute(sql, args)
+            return self._db.execute(sql, tuple(args))
         except sqlite3.Error as exc:
             raise JournalError(f"action journal {self.path}: {exc}") from exc
+
+    # --- planning and picking up -------------------------------------------------------
 
     def plan(self, plans: list[ActionPlan], now: float) -> list[ActionPlan]:
         """Record plans; return only those not already in the journal (new decisions)."""
@@ -93,10 +163,12 @@ class Journal:
                 for p in plans:
                     cur = self._db.execute(
                         "INSERT OR IGNORE INTO actions(key, incident_id, event, rule, target, "
-                        "executor, state, dry_run, next_at, created_at, updated_at, payload) "
-                        "VALUES(?,?,?,?,?,?,'planned',?,?,?,?,?)",
+                        "executor, state, dry_run, next_at, created_at, updated_at, payload, "
+                        "recipient, amount, inputs) "
+                        "VALUES(?,?,?,?,?,?,'planned',?,?,?,?,?,?,?,?)",
                         (p.key, p.incident_id, p.event, p.rule, p.target, p.executor,
-                         int(p.dry_run), now, now, now, json.dumps(p.payload, sort_keys=True)),
+                         int(p.dry_run), now, now, now, _json(p.payload), p.recipient,
+                         p.amount, _json(p.inputs)),
                     )
                     if cur.rowcount:
                         fresh.append(p)
@@ -106,43 +178,148 @@ class Journal:
 
     def due(self, now: float, limit: int = 64) -> list[ActionPlan]:
         rows = self._exec(
-            "SELECT key, incident_id, event, rule, target, executor, payload, dry_run, attempts "
-            "FROM actions WHERE state IN ('planned','running') AND next_at <= ? "
-            "ORDER BY next_at LIMIT ?", (now, limit),
+            "SELECT key, incident_id, event, rule, target, executor, payload, dry_run, "
+            "attempts, recipient, amount, inputs, approval FROM actions "
+            "WHERE state IN ('planned','running') AND next_at <= ? ORDER BY next_at LIMIT ?",
+            (now, limit),
         ).fetchall()
-        return [
-            ActionPlan(key=r[0], incident_id=r[1], event=r[2], rule=r[3], target=r[4],
-                       executor=r[5], payload=json.loads(r[6]), dry_run=bool(r[7]),
-                       attempts=int(r[8]))
-            for r in rows
-        ]
+        out = []
+        for r in rows:
+            approval = json.loads(r[12]) if r[12] else None
+            out.append(ActionPlan(
+                key=r[0], incident_id=r[1], event=r[2], rule=r[3], target=r[4], executor=r[5],
+                payload=json.loads(r[6]), dry_run=bool(r[7]), attempts=int(r[8]),
+                recipient=r[9], amount=r[10], inputs=json.loads(r[11] or "{}"),
+                approved_by=approval["by"] if approval and approval.get("decision") ==
+                "approved" else None,
+            ))
+        return out
 
     def next_due_at(self) -> float | None:
+        """When something next needs the dispatcher: a planned action falls due, or an
+        approval expires."""
         row = self._exec(
-            "SELECT MIN(next_at) FROM actions WHERE state IN ('planned','running')"
+            "SELECT MIN(t) FROM (SELECT MIN(next_at) AS t FROM actions WHERE state IN "
+            "('planned','running') UNION ALL SELECT MIN(expires_at) FROM actions WHERE "
+            "state='waiting_approval')"
         ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
-    def start(self, key: str, now: float) -> None:
-        """Mark running *before* the effect: a crash from here on means 'maybe sent'."""
-        self._exec(
-            "UPDATE actions SET state='running', attempts=attempts+1, updated_at=? WHERE key=?",
-            (now, key),
+    # --- moves -------------------------------------------------------------------------
+
+    def _move(self, key: str, to: str, sets: str, args: Sequence[object],
+              allowed: tuple[str, ...] | None = None) -> None:
+        allowed = MOVES[to] if allowed is None else allowed
+        cur = self._exec(
+            f"UPDATE actions SET state=?, {sets} WHERE key=? AND state IN "
+            f"({','.join('?' * len(allowed))})", (to, *args, key, *allowed),
         )
+        if cur.rowcount:
+            return
+        row = self._exec("SELECT state FROM actions WHERE key=?", (key,)).fetchone()
+        if row is None:
+            raise ActionNotFound(key)
+        raise ActionStateConflict(key, str(row[0]), to, allowed)
+
+    def start(self, key: str, now: float,
+              verdicts: Iterable[Mapping[str, Any]] | None = None) -> None:
+        """Mark running *before* the effect: a crash from here on means 'maybe sent'."""
+        if verdicts is None:
+            self._move(key, "running", "attempts=attempts+1, updated_at=?, "
+                       "started_at=COALESCE(started_at, ?)", (now, now))
+        else:
+            self._move(key, "running", "attempts=attempts+1, updated_at=?, "
+                       "started_at=COALESCE(started_at, ?), verdicts=?",
+                       (now, now, _json(list(verdicts))))
 
     def finish(self, key: str, state: str, now: float, *, error: str | None = None,
-               status_code: int | None = None) -> None:
-        self._exec(
-            "UPDATE actions SET state=?, updated_at=?, last_error=?, status_code=? WHERE key=?",
-            (state, now, error, status_code, key),
-        )
+               status_code: int | None = None,
+               verdicts: Iterable[Mapping[str, Any]] | None = None) -> None:
+        if state not in ("succeeded", "failed", "dry_run"):
+            raise ValueError(f"finish: {state!r} is not succeeded, failed or dry_run")
+        sets, args = "updated_at=?, last_error=?, status_code=?", [now, error, status_code]
+        if verdicts is not None:
+            sets += ", verdicts=?"
+            args.append(_json(list(verdicts)))
+        self._move(key, state, sets, args)
 
     def retry_at(self, key: str, when: float, now: float, *, error: str,
                  status_code: int | None = None) -> None:
-        self._exec(
-            "UPDATE actions SET state='planned', next_at=?, updated_at=?, last_error=?, "
-            "status_code=? WHERE key=?", (when, now, error, status_code, key),
-        )
+        self._move(key, "planned", "next_at=?, updated_at=?, last_error=?, status_code=?",
+                   (when, now, error, status_code), allowed=("planned", "running"))
+
+    def defer(self, key: str, until: float, now: float,
+              verdicts: Iterable[Mapping[str, Any]]) -> None:
+        """A guardrail says not yet (quiet hours, a rate limit, an open circuit): try again
+        at ``until``. The action keeps its place in the journal."""
+        self._move(key, "planned", "next_at=?, updated_at=?, verdicts=?",
+                   (until, now, _json(list(verdicts))), allowed=("planned", "running"))
+
+    def hold(self, key: str, expires_at: float, now: float,
+             verdicts: Iterable[Mapping[str, Any]]) -> None:
+        """A person must approve it first; unanswered by ``expires_at`` it is blocked."""
+        self._move(key, "waiting_approval", "expires_at=?, updated_at=?, verdicts=?",
+                   (expires_at, now, _json(list(verdicts))))
+
+    def block(self, key: str, now: float, reason: str,
+              verdicts: Iterable[Mapping[str, Any]] | None = None) -> None:
+        if verdicts is None:
+            self._move(key, "blocked", "updated_at=?, last_error=?", (now, reason))
+        else:
+            self._move(key, "blocked", "updated_at=?, last_error=?, verdicts=?",
+                       (now, reason, _json(list(verdicts))))
+
+    def approve(self, key: str, *, by: str, reason: str | None, now: float) -> JournalRow:
+        """waiting_approval → planned (due now). Raises ActionNotFound or
+        ActionStateConflict (it was not waiting)."""
+        record = {"decision": "approved", "by": by, "at": now, "reason": reason}
+        self._move(key, "planned", "next_at=?, updated_at=?, approval=?, expires_at=NULL",
+                   (now, now, _json(record)), allowed=("waiting_approval",))
+        return self._must(key)
+
+    def deny(self, key: str, *, by: str, reason: str, now: float) -> JournalRow:
+        """waiting_approval → blocked, with who said no and why."""
+        record = {"decision": "denied", "by": by, "at": now, "reason": reason}
+        self._move(key, "blocked", "updated_at=?, approval=?, last_error=?",
+                   (now, _json(record), f"denied by {by}: {reason}"),
+                   allowed=("waiting_approval",))
+        return self._must(key)
+
+    def expire(self, now: float) -> list[JournalRow]:
+        """Approvals nobody gave in time: waiting_approval → blocked. Returns those rows."""
+        keys = [str(r[0]) for r in self._exec(
+            "SELECT key FROM actions WHERE state='waiting_approval' AND expires_at <= ?",
+            (now,)).fetchall()]
+        out = []
+        for key in keys:
+            waited = now - self._must(key).updated_at
+            record = {"decision": "expired", "by": None, "at": now, "reason": None}
+            self._move(key, "blocked", "updated_at=?, approval=?, last_error=?",
+                       (now, _json(record), "approval expired: nobody approved or denied it "
+                        f"within {waited:.0f}s"), allowed=("waiting_approval",))
+            out.append(self._must(key))
+        return out
+
+    # --- reading -----------------------------------------------------------------------
+
+    def _must(self, key: str) -> JournalRow:
+        row = self.get(key)
+        if row is None:
+            raise ActionNotFound(key)
+        return row
+
+    def messages_since(self, recipient: str, executors: Sequence[str], since: float,
+                       exclude: str) -> int:
+        """Actions of ``executors`` kinds for ``recipient`` started (at least one attempt,
+        not a dry run) since ``since``, other than ``exclude``: for per-subscriber caps."""
+        if not executors:
+            return 0
+        row = self._exec(
+            "SELECT COUNT(*) FROM actions WHERE recipient=? AND started_at >= ? AND key != ? "
+            f"AND dry_run=0 AND executor IN ({','.join('?' * len(executors))})",
+            (recipient, since, exclude, *executors),
+        ).fetchone()
+        return int(row[0])
 
     def get(self, key: str) -> JournalRow | None:
         rows = self.rows("WHERE key=?", (key,))
@@ -151,18 +328,9 @@ class Journal:
     def rows(
         self, where: str = "", args: tuple[object, ...] = (), limit: int = 500
     ) -> list[JournalRow]:
-        cur = self._exec(
-            "SELECT key, incident_id, event, rule, target, executor, state, dry_run, attempts, "
-            f"next_at, created_at, updated_at, last_error, status_code FROM actions {where} "
-            "ORDER BY created_at LIMIT ?", (*args, limit),
-        )
-        return [
-            JournalRow(key=r[0], incident_id=r[1], event=r[2], rule=r[3], target=r[4],
-                       executor=r[5], state=r[6], dry_run=bool(r[7]), attempts=r[8],
-                       next_at=r[9], created_at=r[10], updated_at=r[11], last_error=r[12],
-                       status_code=r[13])
-            for r in cur.fetchall()
-        ]
+        cur = self._exec(f"SELECT {_COLS} FROM actions {where} ORDER BY created_at LIMIT ?",
+                         (*args, limit))
+        return [_row(r) for r in cur.fetchall()]
 
     def query(
         self, *, states: Sequence[str] = (), incident_id: str | None = None, limit: int = 100
@@ -178,18 +346,10 @@ class Journal:
             where.append("incident_id=?")
             args.append(incident_id)
         cur = self._exec(
-            "SELECT key, incident_id, event, rule, target, executor, state, dry_run, attempts, "
-            "next_at, created_at, updated_at, last_error, status_code FROM actions "
-            f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+            f"SELECT {_COLS} FROM actions {'WHERE ' + ' AND '.join(where) if where else ''} "
             "ORDER BY created_at DESC, key LIMIT ?", (*args, limit),
         )
-        return [
-            JournalRow(key=r[0], incident_id=r[1], event=r[2], rule=r[3], target=r[4],
-                       executor=r[5], state=r[6], dry_run=bool(r[7]), attempts=r[8],
-                       next_at=r[9], created_at=r[10], updated_at=r[11], last_error=r[12],
-                       status_code=r[13])
-            for r in cur.fetchall()
-        ]
+        return [_row(r) for r in cur.fetchall()]
 
     def payload(self, key: str) -> dict[str, Any] | None:
         """The body planned for ``key``: the inputs (incident snapshot) of that decision."""
@@ -197,6 +357,14 @@ class Journal:
         if row is None:
             return None
         data = json.loads(row[0])
+        return data if isinstance(data, dict) else None
+
+    def inputs(self, key: str) -> dict[str, Any] | None:
+        """What the guardrails judged ``key`` on (incident facts at decision time)."""
+        row = self._exec("SELECT inputs FROM actions WHERE key=?", (key,)).fetchone()
+        if row is None:
+            return None
+        data = json.loads(row[0] or "{}")
         return data if isinstance(data, dict) else None
 
     def state_counts(self) -> dict[str, int]:

@@ -9,9 +9,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from actions.guardrail_config import Approval, GuardrailPolicy
 from actions.targets import Target
 from correlator.incidents import IncidentEvent
-from probes.source import Problem, SourceError, Strict, load_yaml, validate
+from probes.source import Located, Problem, SourceError, Strict, load_yaml, validate
 
 EventName = Literal["opened", "updated", "resolved", "merged"]
 
@@ -47,12 +48,16 @@ class Rule(Strict):
     do: list[ActionRef] = Field(min_length=1)
     dry_run: bool | None = None
     stop: bool = False
+    approval: Approval | None = Field(
+        default=None, description="its actions wait for a person: {required: true, "
+                                  "expires_after: 1h}")
 
 
 class Policy(Strict):
     dry_run: bool = False
     targets: dict[str, Target] = Field(default_factory=dict)
     rules: list[Rule] = Field(default_factory=list)
+    guardrails: GuardrailPolicy = Field(default_factory=GuardrailPolicy)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Policy:
@@ -175,9 +180,46 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
                 known = ", ".join(sorted(policy.targets)) or "none defined"
                 problems.append(src.problem(("rules", i, "do", j, "target"),
                                             f"unknown target (targets: {known})", ref.target))
+    problems.extend(_guardrail_problems(policy, src))
     if problems:
         raise SourceError(problems)
     return policy
+
+
+def _guardrail_problems(policy: Policy, src: Located) -> list[Problem]:
+    """Names in ``guardrails:`` that point nowhere: executor kinds no executor implements,
+    targets and rules the policy does not have."""
+    from actions.executors import FACTORIES
+
+    g = policy.guardrails
+    kinds = sorted(FACTORIES)
+    problems: list[Problem] = []
+
+    def check(loc: tuple[str | int, ...], values: Iterable[str] | None, known: Iterable[str],
+              what: str) -> None:
+        known = sorted(known)
+        for i, value in enumerate(values or ()):
+            if value not in known:
+                problems.append(src.problem(
+                    (*loc, i), f"unknown {what} ({what}s: {', '.join(known) or 'none'})", value))
+
+    check(("guardrails", "remediation"), g.remediation, kinds, "executor kind")
+    check(("guardrails", "customer_facing"), g.customer_facing, kinds, "executor kind")
+    for i, gate in enumerate(g.approvals):
+        loc = ("guardrails", "approvals", i, "when")
+        check((*loc, "executors"), gate.when.executors, kinds, "executor kind")
+        check((*loc, "targets"), gate.when.targets, policy.targets, "target")
+        check((*loc, "rules"), gate.when.rules, (r.name for r in policy.rules), "rule")
+    for i, lim in enumerate(g.rate_limits):
+        check(("guardrails", "rate_limits", i, "executors"), lim.executors, kinds,
+              "executor kind")
+    if g.quiet_hours is not None:
+        check(("guardrails", "quiet_hours", "executors"), g.quiet_hours.executors, kinds,
+              "executor kind")
+    if g.message_caps is not None:
+        check(("guardrails", "message_caps", "executors"), g.message_caps.executors, kinds,
+              "executor kind")
+    return problems
 
 
 def targets_by_kind(policy: Policy) -> Mapping[str, str]:

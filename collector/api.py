@@ -1,10 +1,12 @@
-"""The supervisor HTTP API: what the daemon knows and why it did what it did, read-only.
+"""The supervisor HTTP API: what the daemon knows and why it did what it did; and the one
+thing a person can change through it -- approving or denying an action that waits.
 
 Everything under ``/api/v1`` -- including ``/health`` and ``/openapi.json`` -- requires
 ``Authorization: Bearer <daemon.api_token>``: unauthenticated liveness is already served
 by ``/healthz`` on the metrics listener, so the API has one rule and no exceptions.
-Errors are JSON ``{"error": ..., "field": ...}``: 400 names the query parameter at fault,
-401 carries ``WWW-Authenticate: Bearer``, unknown ids are 404.
+Errors are JSON ``{"error": ..., "field": ...}``: 400 names the query parameter or body
+field at fault, 401 carries ``WWW-Authenticate: Bearer``, unknown ids are 404, approving
+an action that is not waiting for approval is 409.
 """
 
 from __future__ import annotations
@@ -17,19 +19,24 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast, get_args
+from typing import TYPE_CHECKING, Any, TypeVar, cast, get_args
 
 from aiohttp import web
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, SecretStr, ValidationError
 
+from actions.errors import ActionNotFound, ActionStateConflict
 from actions.policy import Policy, Rule, evaluate, explain
 from collector.api_schema import (
     ActionDecisionOut,
     ActionExplainOut,
     ActionListOut,
+    ActionOut,
+    ApproveIn,
     DecisionOut,
+    DenyIn,
     ErrorOut,
     HealthOut,
+    In,
     IncidentExplainOut,
     IncidentListOut,
     IncidentOut,
@@ -48,6 +55,7 @@ from collector.version import VERSION
 from correlator.incidents import EventType, Incident, IncidentEvent
 
 if TYPE_CHECKING:
+    from actions.journal import JournalRow
     from collector.daemon import Daemon
 
 log = logging.getLogger(__name__)
@@ -111,6 +119,38 @@ def _query(request: web.Request, params: tuple[Param, ...]) -> dict[str, Any]:
             raise ApiError(400, f"{p.name} is given more than once", p.name)
         out[p.name] = _parse(p, values[0]) if values else p.default
     return out
+
+
+_MAX_BODY = 16_384
+M = TypeVar("M", bound=In)
+
+
+async def _body(request: web.Request, model: type[M]) -> M:
+    """The JSON body as ``model``; 400 naming the field at fault otherwise."""
+    if request.content_length is not None and request.content_length > _MAX_BODY:
+        raise ApiError(400, f"the body is larger than {_MAX_BODY} bytes", "body")
+    raw = await request.read()
+    if len(raw) > _MAX_BODY:
+        raise ApiError(400, f"the body is larger than {_MAX_BODY} bytes", "body")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "the body must be a JSON object, e.g. {\"by\": \"alice\"}",
+                       "body") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "the body must be a JSON object, e.g. {\"by\": \"alice\"}",
+                       "body")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        name = ".".join(str(p) for p in err["loc"]) or "body"
+        if err["type"] == "extra_forbidden":
+            known = ", ".join(model.model_fields)
+            raise ApiError(400, f"unknown field {name} (accepted: {known})", name) from None
+        if err["type"] == "missing":
+            raise ApiError(400, f"{name} is required", name) from None
+        raise ApiError(400, f"{name}: {err['msg']}", name) from None
 
 
 def _event(name: str) -> EventType:
@@ -284,6 +324,7 @@ class _Api:
                 "the incident is no longer stored"]
             matches_now = None
         target = self.policy.targets.get(row.target)
+        inputs = self.daemon.journal.inputs(key) or {}
         return ActionExplainOut(
             action=action_out(row),
             incident=incident_summary(current) if current is not None else None,
@@ -299,9 +340,31 @@ class _Api:
                 event=_event(row.event),
                 revision=basis_inc.revision if basis_inc is not None else 0,
                 basis="journal" if snap is not None else "current",
-                matches_now=matches_now, reasons=reasons,
+                matches_now=matches_now, reasons=reasons, inputs=inputs,
             ),
         )
+
+    # --- approvals ---------------------------------------------------------------------
+
+    async def approve(self, request: web.Request, q: dict[str, Any]) -> BaseModel:
+        body = await _body(request, ApproveIn)
+        return self._decide(request.match_info["key"], lambda key: self.daemon.dispatcher
+                            .approve(key, by=body.by, reason=body.reason))
+
+    async def deny(self, request: web.Request, q: dict[str, Any]) -> BaseModel:
+        body = await _body(request, DenyIn)
+        return self._decide(request.match_info["key"], lambda key: self.daemon.dispatcher
+                            .deny(key, by=body.by, reason=body.reason))
+
+    def _decide(self, key: str, how: Callable[[str], JournalRow]) -> BaseModel:
+        try:
+            return action_out(how(key))
+        except ActionNotFound:
+            raise ApiError(404, f"no action {key}", "key") from None
+        except ActionStateConflict as exc:
+            raise ApiError(409, f"action {key} is {exc.state}, not waiting_approval: only an "
+                           "action waiting for approval can be approved or denied",
+                           "key") from None
 
 
 # --- routes ----------------------------------------------------------------------------
@@ -338,13 +401,22 @@ def _operations(api: _Api) -> list[tuple[Operation, Handler]]:
         (Operation("/actions", "listActions", "Journaled actions, newest first",
                    ActionListOut, params=(
                        Param("state", "pending = planned or running", choices=(
-                           "planned", "running", "succeeded", "failed", "dry_run", "pending",
-                           "all"), default="all"),
+                           "planned", "waiting_approval", "running", "succeeded", "failed",
+                           "blocked", "dry_run", "pending", "all"), default="all"),
                        Param("incident", "only the actions of this incident"),
                        _LIMIT)), api.actions),
         (Operation("/actions/{key}/explain", "explainAction",
                    "One action: its incident, rule, target, attempts, state and last error",
                    ActionExplainOut, path_param="key"), api.action_explain),
+        (Operation("/actions/{key}/approve", "approveAction",
+                   "Approve an action waiting for approval: it runs (through the other "
+                   "guardrails) as soon as it is due", ActionOut, path_param="key",
+                   method="post", body=ApproveIn,
+                   conflict="the action is not waiting for approval"), api.approve),
+        (Operation("/actions/{key}/deny", "denyAction",
+                   "Deny an action waiting for approval: it is blocked, with who and why",
+                   ActionOut, path_param="key", method="post", body=DenyIn,
+                   conflict="the action is not waiting for approval"), api.deny),
     ]
 
 
@@ -401,6 +473,9 @@ def build_api(daemon: Daemon) -> web.Application:
 
     app = web.Application(middlewares=[guard])
     for op, handler in ops:
-        app.router.add_get(PREFIX + op.path, _wrap(op, handler), allow_head=False)
+        if op.method == "post":
+            app.router.add_post(PREFIX + op.path, _wrap(op, handler))
+        else:
+            app.router.add_get(PREFIX + op.path, _wrap(op, handler), allow_head=False)
     app.router.add_get(PREFIX + "/openapi.json", spec, allow_head=False)
     return app

@@ -20,7 +20,8 @@ from correlator.incidents import Impact, Incident
 
 IncidentStateName = Literal["open", "resolved", "merged"]
 EventName = Literal["opened", "updated", "resolved", "merged"]
-ActionState = Literal["planned", "running", "succeeded", "failed", "dry_run"]
+ActionState = Literal["planned", "waiting_approval", "running", "succeeded", "failed",
+                      "blocked", "dry_run"]
 
 
 class Out(BaseModel):
@@ -30,7 +31,8 @@ class Out(BaseModel):
 class ErrorOut(Out):
     error: str = Field(description="what is wrong and, where it helps, how to fix it")
     field: str | None = Field(default=None,
-                              description="the query parameter or header at fault, if one is")
+                              description="the query parameter, header or body field at "
+                                          "fault, if one is")
 
 
 class HealthOut(Out):
@@ -126,6 +128,22 @@ class IncidentListOut(Out):
     more: bool = Field(description="more incidents match than `limit` returned")
 
 
+class VerdictOut(Out):
+    guardrail: str = Field(description="policy, maintenance, message_caps, approval, "
+                                       "blast_radius, quiet_hours, rate_limit, circuit_breaker")
+    outcome: Literal["allowed", "waiting", "deferred", "blocked"]
+    reason: str
+    until: float | None = Field(description="deferred: tried again then; waiting: the "
+                                            "approval expires then")
+
+
+class ApprovalOut(Out):
+    decision: Literal["approved", "denied", "expired"]
+    by: str | None = Field(description="who decided; null when it expired")
+    at: float
+    reason: str | None
+
+
 class ActionOut(Out):
     key: str = Field(description="idempotency key")
     incident_id: str
@@ -141,6 +159,15 @@ class ActionOut(Out):
     updated_at: float
     last_error: str | None
     status_code: int | None
+    recipient: str | None = Field(description="the one subscriber it is for (fan-out), if any")
+    amount: float | None = Field(description="money it gives away (a credit, an offer), if any")
+    verdicts: list[VerdictOut] = Field(
+        description="each guardrail's verdict at the latest check: why it ran, waits, was "
+                    "deferred or blocked")
+    expires_at: float | None = Field(description="waiting_approval: when it is blocked "
+                                                 "unless someone approves it")
+    approval: ApprovalOut | None
+    started_at: float | None = Field(description="first attempt")
 
 
 class ActionListOut(Out):
@@ -204,6 +231,8 @@ class ActionDecisionOut(Out):
                     "the rule is gone"
     )
     reasons: list[str]
+    inputs: dict[str, Any] = Field(description="the incident facts the guardrails judged on, "
+                                               "as the decision saw them")
 
 
 class ActionExplainOut(Out):
@@ -214,10 +243,29 @@ class ActionExplainOut(Out):
     decision: ActionDecisionOut
 
 
+class In(BaseModel):
+    """A request body: strict (no coercion), unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ApproveIn(In):
+    by: str = Field(min_length=1, max_length=100, pattern=r"\S",
+                    description="who approves (the CLI sends $SUDO_USER or $USER)")
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class DenyIn(In):
+    by: str = Field(min_length=1, max_length=100, pattern=r"\S", description="who denies")
+    reason: str = Field(min_length=1, max_length=500, pattern=r"\S",
+                        description="why: kept on the action")
+
+
 RESPONSE_MODELS: tuple[type[Out], ...] = (
     ErrorOut, HealthOut, IncidentListOut, IncidentOut, ActionListOut, IncidentExplainOut,
-    ActionExplainOut,
+    ActionExplainOut, ActionOut,
 )
+REQUEST_MODELS: tuple[type[In], ...] = (ApproveIn, DenyIn)
 
 
 def impact_summary(imp: Impact) -> ImpactSummaryOut:
@@ -307,6 +355,9 @@ class Operation:
     response: type[Out] | None
     params: tuple[Param, ...] = ()
     path_param: str | None = None
+    method: Literal["get", "post"] = "get"
+    body: type[In] | None = None
+    conflict: str | None = None  # when set, 409 is documented with this description
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -325,8 +376,10 @@ def _json_body(description: str, schema: dict[str, Any],
 def openapi_document(ops: Sequence[Operation], *, version: str, prefix: str,
                      spec_op: Operation) -> dict[str, Any]:
     """OpenAPI 3.1 (JSON Schema 2020-12, which is what pydantic emits)."""
-    _, defs = models_json_schema([(m, "serialization") for m in RESPONSE_MODELS],
-                                 ref_template="#/components/schemas/{model}")
+    _, defs = models_json_schema(
+        [*((m, "serialization") for m in RESPONSE_MODELS),
+         *((m, "validation") for m in REQUEST_MODELS)],
+        ref_template="#/components/schemas/{model}")
     err = _ref(ErrorOut)
     unauthorized = _json_body(
         "missing or wrong bearer token", err,
@@ -339,27 +392,35 @@ def openapi_document(ops: Sequence[Operation], *, version: str, prefix: str,
              "schema": p.schema()}
             for p in op.params
         ]
+        bad = ("a malformed body or query parameter (named in `field`)" if op.body
+               else "a malformed or unknown query parameter (named in `field`)")
         responses: dict[str, Any] = {
             "200": _json_body("OK", _ref(op.response) if op.response else {"type": "object"}),
-            "400": _json_body("a malformed or unknown query parameter (named in `field`)",
-                              err),
+            "400": _json_body(bad, err),
             "401": unauthorized,
         }
         if op.path_param:
             params.insert(0, {"name": op.path_param, "in": "path", "required": True,
                               "schema": {"type": "string", "minLength": 1}})
             responses["404"] = _json_body(f"no such {op.path_param}", err)
+        if op.conflict:
+            responses["409"] = _json_body(op.conflict, err)
         responses["500"] = _json_body("internal error (details in the daemon log)", err)
-        paths[op.path] = {"get": {
+        spec: dict[str, Any] = {
             "operationId": op.operation_id, "summary": op.summary, "parameters": params,
             "responses": responses,
-        }}
+        }
+        if op.body is not None:
+            spec["requestBody"] = {"required": True, "content": {
+                "application/json": {"schema": _ref(op.body)}}}
+        paths.setdefault(op.path, {})[op.method] = spec
     return {
         "openapi": "3.1.0",
         "info": {"title": "netreflex supervisor API", "version": version,
-                 "description": "Read-only: incidents, the action journal and the decision "
-                                "record. Every request needs `Authorization: Bearer "
-                                "<daemon.api_token>`."},
+                 "description": "Incidents, the action journal and the decision record "
+                                "(read), and approving or denying actions that wait for a "
+                                "person (write). Every request needs `Authorization: "
+                                "Bearer <daemon.api_token>`."},
         "servers": [{"url": prefix}],
         "security": [{"bearer": []}],
         "paths": paths,

@@ -11,6 +11,7 @@ from collector.errors import EX_CONFIG
 from probes.source import SourceError
 
 DEFAULT_CONFIG = "/etc/netreflex/netreflex.yaml"
+EX_DATAERR = 65
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,10 +43,28 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true",
                       help="keep the demo's temporary directory (config, state, logs)")
     _supervisor_commands(sub)
+    _policy_commands(sub)
     return p
 
 
-SUPERVISOR_COMMANDS = ("status", "incidents", "incident", "explain", "actions")
+SUPERVISOR_COMMANDS = ("status", "incidents", "incident", "explain", "actions", "approve",
+                       "deny")
+
+
+def _policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    pol = sub.add_parser("policy", help="work with policy files offline")
+    what = pol.add_subparsers(dest="policy_command", required=True, metavar="SUBCOMMAND")
+    test = what.add_parser(
+        "test", help="replay recorded incident events against a policy (shadow mode): which "
+                     "rules fire, on which targets, what each guardrail would do; nothing "
+                     "is sent")
+    test.add_argument("--policy", "-p", required=True, metavar="FILE", help="policy to test")
+    test.add_argument("--incidents", "-i", required=True, metavar="FILE.jsonl",
+                      help="recorded events, one JSON object a line: the webhook or action-log "
+                           "payload, or an incident (Incident.to_dict()) with an \"event\" key")
+    test.add_argument("--against", metavar="FILE",
+                      help="the current policy: also show what the new one does differently")
+    test.add_argument("--json", action="store_true", help="one JSON object per action")
 
 
 def _supervisor_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -82,9 +101,18 @@ def _supervisor_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     act = sub.add_parser("actions", parents=[common, limit], help="the action journal")
     which = act.add_mutually_exclusive_group()
     which.add_argument("--pending", action="store_true", help="planned or running only")
-    which.add_argument("--state", choices=("planned", "running", "succeeded", "failed",
-                                           "dry_run", "all"), default="all")
+    which.add_argument("--state", choices=("planned", "waiting_approval", "running",
+                                           "succeeded", "failed", "blocked", "dry_run", "all"),
+                       default="all")
     act.add_argument("--incident", metavar="ID", help="only the actions of this incident")
+    ok = sub.add_parser("approve", parents=[common],
+                        help="approve an action waiting for approval (as $SUDO_USER or $USER)")
+    ok.add_argument("key", metavar="KEY", help="action key (nrx-...)")
+    ok.add_argument("--reason", help="why (kept on the action)")
+    no = sub.add_parser("deny", parents=[common],
+                        help="deny an action waiting for approval: it is blocked")
+    no.add_argument("key", metavar="KEY", help="action key (nrx-...)")
+    no.add_argument("--reason", required=True, help="why (kept on the action)")
 
 
 def _load(path: str) -> object:
@@ -128,7 +156,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         from collector.demo.scenario import run_demo
 
         return run_demo(json_output=args.json, keep=args.keep)
+    if args.command == "policy":
+        return _policy_test(args)
     return 2
+
+
+def _policy_test(args: argparse.Namespace) -> int:
+    """``netreflex policy test``: 0 done, 78 a policy file is wrong, 65 a recorded line is."""
+    import json
+
+    from actions.policy import load_policy
+    from actions.replay import compare, read_events, render, replay
+
+    policies = []
+    problems = []
+    for path in (args.policy, args.against):
+        if path is None:
+            continue
+        try:
+            policies.append(load_policy(path))
+        except SourceError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print(f"netreflex: {len(problems)} problem(s) in the policy; nothing was replayed",
+              file=sys.stderr)
+        return EX_CONFIG
+    try:
+        events = read_events(args.incidents)
+    except SourceError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EX_DATAERR
+    results = replay(policies[0], events)
+    old = replay(policies[1], events) if args.against else None
+    changes = compare(results, old) if old is not None else None
+    if args.json:
+        for r in results:
+            print(json.dumps({"policy": args.policy, **r.to_dict()}, sort_keys=True))
+        for c in changes or ():
+            one = c.new or c.old
+            assert one is not None
+            print(json.dumps({"change": c.sign, "index": one.index, "rule": one.rule,
+                              "target": one.target, "recipient": one.recipient,
+                              "new": c.new.outcome if c.new else None,
+                              "current": c.old.outcome if c.old else None}, sort_keys=True))
+        return 0
+    render(results, sys.stdout, changes=changes, against=args.against,
+           title=f"{len(events)} event(s) from {args.incidents} against {args.policy} "
+                 "(offline: nothing is sent)")
+    return 0
 
 
 def _run(path: str) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from actions.dispatcher import build_executors
@@ -81,7 +82,7 @@ def apply(daemon: Daemon, new: Settings) -> None:
 def _swap_policy(daemon: Daemon, new: Settings) -> None:
     dispatcher = daemon.dispatcher
     old_targets = dispatcher.policy.targets
-    fresh = build_executors(new.policy)
+    fresh = build_executors(new.policy, state_dir=Path(daemon.cfg.daemon.state_dir))
     keep: dict[str, Executor] = {}
     retired: list[Executor] = []
     for name, executor in dispatcher.executors.items():

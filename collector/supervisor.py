@@ -1,12 +1,13 @@
 """The supervisor CLI's side of the API: a small client (stdlib only) and readable output.
 
 Exit codes (sysexits.h): 69 the API cannot be reached, 77 no usable token (unreadable
-token file, or the API rejected it), 64 a request the API calls malformed, 1 not found or
-any other error the API reports.
+token file, or the API rejected it), 64 a request the API calls malformed, 1 not found,
+not waiting for approval (409), or any other error the API reports.
 """
 
 from __future__ import annotations
 
+import getpass
 import ipaddress
 import json
 import os
@@ -91,10 +92,21 @@ class Client:
     def get(self, path: str, query: Mapping[str, object] | None = None) -> dict[str, Any]:
         params = {k: _qs(v) for k, v in (query or {}).items() if v is not None}
         url = self.base + path + ("?" + urllib.parse.urlencode(params) if params else "")
-        req = urllib.request.Request(url, headers={
-            "Authorization": f"Bearer {self._read_token()}", "Accept": "application/json",
-            "User-Agent": "netreflex-cli",
-        })
+        return self._send(urllib.request.Request(url, headers=self._headers()))
+
+    def post(self, path: str, body: Mapping[str, object]) -> dict[str, Any]:
+        url = self.base + path
+        data = json.dumps(dict(body)).encode()
+        headers = {**self._headers(), "Content-Type": "application/json"}
+        return self._send(urllib.request.Request(url, data=data, headers=headers,
+                                                 method="POST"))
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._read_token()}",
+                "Accept": "application/json", "User-Agent": "netreflex-cli"}
+
+    def _send(self, req: urllib.request.Request) -> dict[str, Any]:
+        url = req.full_url
         try:
             with self._opener.open(req, timeout=self.timeout) as resp:
                 return _body(url, resp.status, resp.read())
@@ -129,7 +141,7 @@ class Client:
                 EX_NOPERM)
         if exc.code == 400:
             return SupervisorError(f"the API refused the request: {message}", EX_USAGE)
-        if exc.code == 404:
+        if exc.code in (404, 409):
             return SupervisorError(message, 1)
         return SupervisorError(f"the API answered HTTP {exc.code}: {message}", 1)
 
@@ -314,6 +326,27 @@ def show_incident_explain(d: Mapping[str, Any], out: TextIO) -> None:
         out.write("  none journaled\n")
 
 
+def _approval(a: Mapping[str, Any]) -> str:
+    ap = a.get("approval")
+    if ap:
+        who = f" by {ap['by']}" if ap["by"] else ""
+        why = f": {ap['reason']}" if ap["reason"] else ""
+        return f"{ap['decision']}{who} at {_ts(ap['at'])}{why}"
+    if a["state"] == "waiting_approval":
+        return f"waiting; expires {_ts(a['expires_at'])} (netreflex approve|deny {a['key']})"
+    return "-"
+
+
+def show_verdicts(verdicts: Sequence[Mapping[str, Any]], out: TextIO) -> None:
+    if not verdicts:
+        out.write("guardrails: not checked yet\n")
+        return
+    out.write("guardrails (latest check):\n")
+    table([["", v["outcome"].upper(), v["guardrail"],
+             v["reason"] + (f" (until {_ts(v['until'])})" if v["until"] else "")]
+            for v in verdicts], ["", "", "", ""], out)
+
+
 def show_action_explain(d: Mapping[str, Any], out: TextIO) -> None:
     a, rule, target, dec = d["action"], d["rule"], d["target"], d["decision"]
     inc = d["incident"]
@@ -326,6 +359,8 @@ def show_action_explain(d: Mapping[str, Any], out: TextIO) -> None:
         ["target", f"{target['name']} ({target['kind']})" if target["in_policy"]
          else f"{target['name']} (no longer in the policy)"],
         ["state", a["state"] + (" (dry run)" if a["dry_run"] else "")],
+        ["recipient", a["recipient"] or "-"],
+        ["approval", _approval(a)],
         ["attempts", a["attempts"]],
         ["next attempt", _ts(a["next_at"]) if a["state"] == "planned" else "-"],
         ["last error", a["last_error"] or "-"],
@@ -333,12 +368,33 @@ def show_action_explain(d: Mapping[str, Any], out: TextIO) -> None:
         ["planned", _ts(a["created_at"])],
         ["updated", _ts(a["updated_at"])],
     ], ["", ""], out)
+    show_verdicts(a["verdicts"], out)
     if dec["matches_now"] is True:
         out.write("the rule still matches what the decision saw\n")
     elif dec["matches_now"] is False:
         out.write("the rule as it is now would not fire: " + "; ".join(dec["reasons"]) + "\n")
     else:
         out.write("; ".join(dec["reasons"]) + "\n")
+
+
+def show_decided(verb: str) -> Callable[[Mapping[str, Any], TextIO], None]:
+    def show(a: Mapping[str, Any], out: TextIO) -> None:
+        ap = a.get("approval") or {}
+        why = f": {ap['reason']}" if ap.get("reason") else ""
+        out.write(f"{verb} {a['key']} (incident {a['incident_id']}, rule {a['rule']} -> "
+                  f"{a['target']}) as {ap.get('by', '?')}{why}; it is now {a['state']}\n")
+    return show
+
+
+def who_am_i() -> str:
+    """The person behind the command: $SUDO_USER (``sudo netreflex approve``), else $USER."""
+    for name in ("SUDO_USER", "USER"):
+        if os.environ.get(name):
+            return os.environ[name]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        raise SupervisorError("cannot tell who you are: set $USER", EX_USAGE) from None
 
 
 # --- the commands ------------------------------------------------------------------------
@@ -383,4 +439,10 @@ def _fetch(client: Client, args: Any) -> tuple[dict[str, Any], Callable[[Any, Te
         state = "pending" if args.pending else args.state
         return client.get("/actions", {"state": state, "incident": args.incident,
                                        "limit": args.limit}), show_actions
+    if cmd in ("approve", "deny"):
+        body: dict[str, object] = {"by": who_am_i()}
+        if args.reason is not None:
+            body["reason"] = args.reason
+        return (client.post(f"/actions/{quote(args.key, safe='')}/{cmd}", body),
+                show_decided("approved" if cmd == "approve" else "denied"))
     raise SupervisorError(f"unknown command {cmd}", EX_USAGE)

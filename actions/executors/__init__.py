@@ -1,24 +1,57 @@
-"""Executors: one module per kind of external effect, found by the target's ``kind``."""
+"""Executors: one module per kind of external effect, found by the target's ``kind``.
+
+Every executor is built as ``Executor(name, target, *, state_dir=None)``; ``state_dir`` is
+the daemon's state directory, where executors that must remember something across
+restarts (the TMF621 ticket ids) keep it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
+from actions.executors.crm import CrmOfferExecutor
 from actions.executors.log import LogExecutor
+from actions.executors.mqtt import MqttExecutor
+from actions.executors.opsgenie import OpsgenieExecutor
+from actions.executors.pagerduty import PagerDutyExecutor
+from actions.executors.ticket import DispatchExecutor, TicketExecutor
 from actions.executors.webhook import WebhookExecutor
 from actions.types import Executor
 
-# kind -> factory(name, target). A new executor module adds itself here.
-FACTORIES: dict[str, Callable[[str, Any], Executor]] = {
+
+class ExecutorFactory(Protocol):
+    def __call__(self, name: str, target: Any, *, state_dir: Path | None = None) -> Executor: ...
+
+
+# kind -> factory(name, target, *, state_dir). A new executor module adds itself here.
+FACTORIES: dict[str, ExecutorFactory] = {
     "webhook": WebhookExecutor,
     "log": LogExecutor,
+    "tmf621_ticket": TicketExecutor,
+    "tmf621_dispatch": DispatchExecutor,
+    "pagerduty": PagerDutyExecutor,
+    "opsgenie": OpsgenieExecutor,
+    "crm_offer": CrmOfferExecutor,
+    "mqtt": MqttExecutor,
 }
 
 
-def build_executor(name: str, target: Any) -> Executor:
+def build_executor(name: str, target: Any, *, state_dir: Path | None = None) -> Executor:
     """The executor for one configured target (``target.kind`` picks the module)."""
-    return FACTORIES[target.kind](name, target)
+    return FACTORIES[target.kind](name, target, state_dir=state_dir)
 
 
-__all__ = ["FACTORIES", "LogExecutor", "WebhookExecutor", "build_executor"]
+__all__ = [
+    "FACTORIES",
+    "CrmOfferExecutor",
+    "DispatchExecutor",
+    "ExecutorFactory",
+    "LogExecutor",
+    "MqttExecutor",
+    "OpsgenieExecutor",
+    "PagerDutyExecutor",
+    "TicketExecutor",
+    "WebhookExecutor",
+    "build_executor",
+]

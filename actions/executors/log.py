@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from pathlib import Path
 
 from actions.targets import LogTarget
 from actions.types import ActionPlan, ActionResult
@@ -15,7 +16,8 @@ log = logging.getLogger("netreflex.actions")
 class LogExecutor:
     kind = "log"
 
-    def __init__(self, name: str, target: LogTarget) -> None:
+    def __init__(self, name: str, target: LogTarget, *,
+                 state_dir: Path | None = None) -> None:
         self.name = name
         self.target = target
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import re
 import threading
@@ -343,6 +344,104 @@ async def test_explain_action(base: str, daemon: Daemon) -> None:
     assert x["decision"]["matches_now"] is True and x["decision"]["reasons"] == []
 
 
+# --- approvals ------------------------------------------------------------------------------
+
+
+async def post(url: str, body: Any, headers: dict[str, str] | None = None,
+               raw: bytes | None = None) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as s, \
+            s.post(url, data=raw if raw is not None else json.dumps(body).encode(),
+                   headers={**(AUTH if headers is None else headers),
+                            "Content-Type": "application/json"}) as r:
+        return r.status, await r.json(content_type=None)
+
+
+def waiting(daemon: Daemon, n: int = 1) -> list[str]:
+    """Put ``n`` of the running (resolved) actions into waiting_approval, as the
+    guardrails would."""
+    rows = daemon.journal.query(states=("running",))[:n]
+    for row in rows:
+        daemon.journal.hold(row.key, time.time() + 3600, time.time(), [
+            {"guardrail": "approval", "outcome": "waiting",
+             "reason": "needs a person's approval: gate core (role core)",
+             "until": time.time() + 3600}])
+    return [r.key for r in rows]
+
+
+async def test_approve_moves_a_waiting_action_on_and_records_who(base: str,
+                                                                 daemon: Daemon) -> None:
+    (key,) = waiting(daemon)
+    _, listed, _ = await get(base + "/actions?state=waiting_approval")
+    assert [a["key"] for a in listed["actions"]] == [key]
+    assert listed["actions"][0]["verdicts"][0]["outcome"] == "waiting"
+    assert listed["actions"][0]["expires_at"] > time.time()
+    status, a = await post(base + f"/actions/{key}/approve", {"by": "alice",
+                                                             "reason": "change CHG-1"})
+    assert status == 200, a
+    assert a["key"] == key and a["state"] == "planned"
+    assert a["approval"]["decision"] == "approved" and a["approval"]["by"] == "alice"
+    assert a["approval"]["reason"] == "change CHG-1"
+    row = daemon.journal.get(key)
+    assert row is not None and row.state == "planned"
+    status, again = await post(base + f"/actions/{key}/approve", {"by": "alice"})
+    assert status == 409 and again["field"] == "key"
+    assert "is planned, not waiting_approval" in again["error"]
+
+
+async def test_deny_blocks_with_the_reason(base: str, daemon: Daemon) -> None:
+    (key,) = waiting(daemon)
+    status, a = await post(base + f"/actions/{key}/deny", {"by": "bob", "reason": "freeze"})
+    assert status == 200, a
+    assert a["state"] == "blocked" and a["last_error"] == "denied by bob: freeze"
+    _, x, _ = await get(base + f"/actions/{key}/explain")
+    assert x["action"]["approval"]["decision"] == "denied"
+    assert x["action"]["verdicts"][0]["guardrail"] == "approval"
+    assert isinstance(x["decision"]["inputs"], dict)
+
+
+@pytest.mark.parametrize("verb", ["approve", "deny"])
+async def test_approve_and_deny_need_the_token(base: str, daemon: Daemon, verb: str) -> None:
+    (key,) = waiting(daemon)
+    status, body = await post(base + f"/actions/{key}/{verb}", {"by": "x", "reason": "y"},
+                              headers={})
+    assert status == 401 and body["field"] == "Authorization"
+    row = daemon.journal.get(key)
+    assert row is not None and row.state == "waiting_approval"
+
+
+@pytest.mark.parametrize(("verb", "body", "raw", "field", "message"), [
+    ("approve", {}, None, "by", "by is required"),
+    ("approve", {"by": ""}, None, "by", "by: String should have at least 1 character"),
+    ("approve", {"by": "   "}, None, "by", "by: String should match pattern"),
+    ("approve", {"by": 42}, None, "by", "by: Input should be a valid string"),
+    ("approve", {"by": "a" * 101}, None, "by", "by: String should have at most 100"),
+    ("approve", {"by": "a", "reason": 1}, None, "reason", "reason: Input should be a valid"),
+    ("approve", {"by": "a", "why": "x"}, None, "why", "unknown field why (accepted: by, reason)"),
+    ("approve", None, b"not json", "body", "the body must be a JSON object"),
+    ("approve", None, b"[1, 2]", "body", "the body must be a JSON object"),
+    ("approve", None, b"", "body", "the body must be a JSON object"),
+    ("deny", {"by": "a"}, None, "reason", "reason is required"),
+    ("deny", {"by": "a", "reason": ""}, None, "reason", "reason: String should have at least"),
+])
+async def test_bad_bodies_are_400_naming_the_field(base: str, daemon: Daemon, verb: str,
+                                                   body: Any, raw: bytes | None, field: str,
+                                                   message: str) -> None:
+    (key,) = waiting(daemon)
+    status, err = await post(base + f"/actions/{key}/{verb}", body, raw=raw)
+    assert status == 400, err
+    assert err["field"] == field and err["error"].startswith(message), err
+    row = daemon.journal.get(key)
+    assert row is not None and row.state == "waiting_approval"
+
+
+@pytest.mark.parametrize("verb", ["approve", "deny"])
+async def test_unknown_action_is_404_and_wrong_method_405(base: str, verb: str) -> None:
+    status, body = await post(base + f"/actions/nrx-nope/{verb}", {"by": "a", "reason": "b"})
+    assert status == 404 and body == {"error": "no action nrx-nope", "field": "key"}
+    status, body, headers = await get(base + f"/actions/nrx-nope/{verb}")
+    assert status == 405 and headers["Allow"] == "POST"
+
+
 def incident(**kw: Any) -> Incident:
     tiers = kw.pop("tiers", {"residential": 2})
     impact = Impact(subscribers=tuple(f"s{i}" for i in range(sum(tiers.values()))),
@@ -497,11 +596,18 @@ def test_schemathesis_against_the_served_openapi(threaded_api: str, daemon: Daem
                                            config=config)
     assert set(schema.raw_schema["paths"]) == {
         "/health", "/incidents", "/incidents/{id}", "/incidents/{id}/explain", "/actions",
-        "/actions/{key}/explain", "/openapi.json"}
+        "/actions/{key}/explain", "/actions/{key}/approve", "/actions/{key}/deny",
+        "/openapi.json"}
     # loaded from a URL, schemathesis leaves out the operation serving the document itself
     # (its auth is covered by test_every_path_needs_the_token)
     operations = [r.ok() for r in schema.get_all_operations()]
-    assert len(operations) == 6
+    assert len(operations) == 8
+    # two actions waiting for a person: one to approve, one to deny (then 409s)
+    running = daemon.journal.query(states=("running",))
+    for row in running[:2]:
+        daemon.journal.hold(row.key, time.time() + 3600, time.time(), [])
+    waiting = {"POST /actions/{key}/approve": running[0].key,
+               "POST /actions/{key}/deny": running[1].key}
     existing = {"id": "INC-000001", "key": daemon.journal.query(limit=1)[0].key}
     calls: dict[str, set[int]] = {}
 
@@ -521,8 +627,13 @@ def test_schemathesis_against_the_served_openapi(threaded_api: str, daemon: Daem
             fuzz(op.as_strategy(generation_mode=mode))
         names = {p.name for p in op.path_parameters}
         if names:
-            fuzz(op.as_strategy(path_parameters={n: existing[n] for n in names}))
+            known = {**existing, "key": waiting.get(op.label, existing["key"])}
+            fuzz(op.as_strategy(path_parameters={n: known[n] for n in names}))
     assert set(calls) == {op.label for op in operations}
     for label, statuses in calls.items():
         assert {200, 401} <= statuses, (label, statuses)
     assert 400 in calls["GET /incidents"] and 404 in calls["GET /incidents/{id}"]
+    for label in waiting:
+        assert {400, 404, 409} <= calls[label], (label, calls[label])
+    assert daemon.journal.get(waiting["POST /actions/{key}/approve"]).state == "planned"
+    assert daemon.journal.get(waiting["POST /actions/{key}/deny"]).state == "blocked"

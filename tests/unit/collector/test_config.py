@@ -23,7 +23,7 @@ def etc(tmp_path: Path) -> Path:
 def test_shipped_example_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(ETC / "netreflex.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "ok (6 polled device(s), 6 inventory device(s), 8 subscriber(s), 3 rule(s))" in out
+    assert "ok (6 polled device(s), 6 inventory device(s), 8 subscriber(s), 5 rule(s))" in out
 
 
 def test_secrets_are_read_from_files_relative_to_the_config(etc: Path) -> None:

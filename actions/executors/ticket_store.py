@@ -1,0 +1,88 @@
+"""Which external ticket belongs to which incident, kept next to the journal.
+
+A ticket created on ``opened`` is PATCHed on ``updated`` and ``resolved``, possibly after
+a restart: the id the ticketing system returned is written here (``tickets.db`` in the
+state directory) before the action is reported as done.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from actions.errors import JournalError
+
+log = logging.getLogger(__name__)
+
+FILE_NAME = "tickets.db"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tickets (
+    target TEXT NOT NULL,
+    incident_id TEXT NOT NULL,
+    ticket_id TEXT NOT NULL,
+    href TEXT,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (target, incident_id)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRef:
+    ticket_id: str
+    href: str | None
+    status: str
+
+
+class TicketStore:
+    """``(target, incident) -> ticket``; in memory when ``state_dir`` is None (tests, or a
+    daemon that did not pass one: ids are then lost at restart)."""
+
+    def __init__(self, state_dir: Path | None) -> None:
+        self.path = ":memory:" if state_dir is None else str(Path(state_dir) / FILE_NAME)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            if state_dir is not None:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise JournalError(
+                f"cannot open ticket store {self.path}: {exc}; check that the state "
+                "directory exists and is writable by the netreflex user"
+            ) from exc
+
+    def get(self, target: str, incident_id: str) -> TicketRef | None:
+        row = self._exec(
+            "SELECT ticket_id, href, status FROM tickets WHERE target=? AND incident_id=?",
+            (target, incident_id),
+        ).fetchone()
+        return None if row is None else TicketRef(row[0], row[1], row[2])
+
+    def put(self, target: str, incident_id: str, ticket_id: str, href: str | None,
+            status: str, now: float) -> None:
+        self._exec(
+            "INSERT INTO tickets(target, incident_id, ticket_id, href, status, created_at, "
+            "updated_at) VALUES(?,?,?,?,?,?,?) ON CONFLICT(target, incident_id) DO UPDATE "
+            "SET ticket_id=excluded.ticket_id, href=excluded.href, status=excluded.status, "
+            "updated_at=excluded.updated_at",
+            (target, incident_id, ticket_id, href, status, now, now),
+        )
+
+    def set_status(self, target: str, incident_id: str, status: str, now: float) -> None:
+        self._exec("UPDATE tickets SET status=?, updated_at=? WHERE target=? AND incident_id=?",
+                   (status, now, target, incident_id))
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _exec(self, sql: str, args: tuple[object, ...]) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise JournalError(f"ticket store {self.path}: {exc}") from exc
