@@ -23,7 +23,7 @@ def _default_events() -> list[EventName]:
 
 class Match(Strict):
     events: list[EventName] = Field(default_factory=_default_events)
-    kind: list[Literal["device_unreachable", "link_down"]] | None = None
+    kind: list[Literal["device_unreachable", "link_down", "flapping"]] | None = None
     severity: list[Literal["critical", "major", "minor"]] | None = None
     role: list[str] | None = None
     site: list[str] | None = None
