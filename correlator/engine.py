@@ -31,7 +31,7 @@ from correlator.judgement import Judge
 from correlator.maintenance import MaintenanceWindow
 from correlator.silences import Maintenance, MaintenanceEvent
 from correlator.store import IncidentStore
-from correlator.topology import analyse, device_root, link_root, subscribers_behind
+from correlator.topology import Analyser, device_root, link_root
 from probes.types import (
     DEVICE_RESTARTED,
     IF_OPER_STATUS,
@@ -92,6 +92,7 @@ class Correlator:
         incidents planned; ``on_notice`` hears about silences created and expired.
         ``self.maintenance`` is the maintenance API (windows, silences)."""
         self.inventory = inventory
+        self._analyser = Analyser(inventory)  # root causes and impacts, incrementally
         self.hold_down = hold_down
         self.damping = damping or DampingConfig()
         self.damper = Damper(self.damping)
@@ -342,9 +343,11 @@ class Correlator:
 
     def _reconcile(self, notes: list[str]) -> list[IncidentEvent]:
         now = self.clock()
-        inv = self.inventory
+        if self._analyser.inventory is not self.inventory:  # a new inventory swapped in
+            self._analyser = Analyser(self.inventory)
+        analyser = self._analyser
         opened_at = {root: inc.opened_at for root, inc in self.open.items()}
-        analysis = analyse(inv, self.down_devices, self.down_ports, opened_at)
+        analysis = analyser.analyse(self.down_devices, self.down_ports, opened_at)
         events: list[IncidentEvent] = []
         timeline = tuple(TimelineEntry(now, n) for n in notes)
         keep = 2 * max(self.hold_down, self.damping.port_hold_down)
@@ -356,8 +359,7 @@ class Correlator:
                 if root not in analysis.symptoms and inc.kind != "flapping"]
         for root in sorted(analysis.symptoms, key=lambda r: (opened_at.get(r, now), r)):
             devices = analysis.affected_devices[root]
-            subs = subscribers_behind(inv, root, devices)
-            impact = compute_impact(inv, subs, devices)
+            impact = analyser.impact(root, devices)
             symptoms = tuple(sorted(analysis.symptoms[root]))
             inc = self.open.get(root)
             if root in self.damper.suppressed and (inc is None or inc.kind != "flapping"):

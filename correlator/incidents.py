@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -71,18 +70,14 @@ class Impact:
 def compute_impact(inv: Inventory, subscriber_ids: Iterable[str], devices: Iterable[str]) -> Impact:
     """Who and what losing ``subscriber_ids`` and ``devices`` hurts. The judgement fields
     (contracts near renewal, repeat subscribers) are filled in by ``correlator.judgement``."""
-    revenue: dict[str, float] = defaultdict(float)
-    count: dict[str, int] = defaultdict(int)
-    ids = sorted(set(subscriber_ids))
-    for sid in ids:
-        sub = inv.subscribers[sid]
-        revenue[sub.sla_tier] += sub.monthly_revenue
-        count[sub.sla_tier] += 1
+    # Inventory.totals: sorted ids and exact sums by tier from the inventory's columns
+    # (revenue added in integer millionths, so the result does not depend on the order)
+    totals = inv.totals(subscriber_ids)
     return Impact(
-        subscribers=tuple(ids),
+        subscribers=totals.subscribers,
         devices=tuple(sorted(devices)),
-        revenue_by_tier={k: round(v, 2) for k, v in sorted(revenue.items())},
-        subscribers_by_tier=dict(sorted(count.items())),
+        revenue_by_tier=totals.revenue_by_tier,
+        subscribers_by_tier=totals.subscribers_by_tier,
     )
 
 

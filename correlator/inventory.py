@@ -2,24 +2,56 @@
 
 Read from YAML (devices, topology, subscribers) and CSV (subscriber bindings at scale).
 Every problem is reported with its file and line; nothing is half-loaded.
+
+Subscribers are kept as columns (``correlator.subscribers``), not one object each:
+``Inventory.subscribers`` is a read-only mapping that builds a ``Subscriber`` on access,
+and impact sums are taken from per-port totals. A million subscribers load in seconds.
 """
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
+import asyncio
+import gc
+import operator
 import os
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from array import array
+from bisect import bisect_left
+from collections import Counter, defaultdict
+from collections.abc import ItemsView, Iterable, Iterator, Mapping, Sequence, ValuesView
 from dataclasses import dataclass
+from itertools import chain, compress, repeat
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
+import yaml
 from pydantic import BeforeValidator, Field, ValidationError
 
+from correlator.subscriber_csv import Worker, load_csv
+from correlator.subscriber_index import merge as merge_index
+from correlator.subscribers import (
+    CSV_COLUMNS,
+    UNITS,
+    Subscriber,
+    SubscriberModel,
+    SubscriberRecord,
+    SubscriberTable,
+    subscriber,
+)
+from probes import source
 from probes.source import Located, Problem, SourceError, Strict, load_yaml, short
 
-ROLES = ("core", "aggregation", "access", "cpe", "other")
+__all__ = [
+    "CSV_COLUMNS", "Device", "Inventory", "ParentLink", "Subscriber", "SubscriberRecord",
+    "Totals", "load_inventory", "reload_inventory",
+]
+
+# ``passive``: splitters, patch panels -- never polled, never unreachable themselves; cut
+# off only when every path above them is.
+ROLES = ("core", "aggregation", "access", "cpe", "passive", "other")
+PASSIVE = "passive"
+
+_Sums = dict[int, tuple[int, int]]  # tier number -> (subscribers, revenue units)
+WORKER_EARLY_FROM = 256 << 10  # bytes of YAML: a topology this large has a large CSV too
 
 
 def _parent(value: Any) -> Any:
@@ -44,33 +76,6 @@ class DeviceModel(Strict):
     )
 
 
-class Contact(Strict):
-    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ()-]{5,20}$")
-
-
-class Consent(Strict):
-    email: bool = False
-    sms: bool = False
-
-
-class SubscriberModel(Strict):
-    id: str = Field(min_length=1)
-    account: str | None = None
-    name: str | None = None
-    device: str
-    port: str
-    onu_id: str | None = None
-    modem_mac: str | None = None
-    cpe_mac: str | None = None
-    monthly_revenue: float = Field(ge=0)
-    sla_tier: str = "residential"
-    contract_end: dt.date | None = None
-    churn_risk: float = Field(default=0.0, ge=0, le=1)
-    contact: Contact = Field(default_factory=Contact)
-    consent: Consent = Field(default_factory=Consent)
-
-
 class InventoryFile(Strict):
     devices: dict[str, DeviceModel] = Field(default_factory=dict)
     subscribers: list[SubscriberModel] = Field(default_factory=list)
@@ -87,89 +92,324 @@ class Device:
     parents: tuple[ParentLink, ...]
     ports: frozenset[str] | None
 
+    @property
+    def passive(self) -> bool:
+        return self.role == PASSIVE
 
-@dataclass(frozen=True, slots=True)
-class Subscriber:
-    id: str
-    account: str | None
-    name: str | None
-    device: str
-    port: str
-    onu_id: str | None
-    modem_mac: str | None
-    cpe_mac: str | None
-    monthly_revenue: float
-    sla_tier: str
-    contract_end: dt.date | None
-    churn_risk: float
-    email: str | None
-    phone: str | None
-    consent_email: bool
-    consent_sms: bool
+
+class Totals(NamedTuple):
+    """Subscribers (sorted ids) and what they pay per month, by SLA tier."""
+
+    subscribers: tuple[str, ...]
+    revenue_by_tier: dict[str, float]
+    subscribers_by_tier: dict[str, int]
+
+
+class _Subscribers(Mapping[str, SubscriberRecord]):
+    """id -> the subscriber (a ``SubscriberRecord``: read from the inventory's columns
+    when an attribute is asked); read-only; iteration in id order."""
+
+    def __init__(self, inv: Inventory) -> None:
+        self._inv = inv
+
+    def __getitem__(self, sid: str) -> SubscriberRecord:
+        rank = self._inv._rank_of(sid)
+        if rank is None:
+            raise KeyError(sid)
+        return SubscriberRecord(self._inv._table, self._inv._order[rank], sid)
+
+    def values(self) -> ValuesView[SubscriberRecord]:
+        return _Records(self)
+
+    def items(self) -> ItemsView[str, SubscriberRecord]:
+        return _Items(self)
+
+    def __contains__(self, sid: object) -> bool:
+        return isinstance(sid, str) and self._inv._rank_of(sid) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._inv._sorted_ids)
+
+    def __len__(self) -> int:
+        return len(self._inv._sorted_ids)
+
+
+class _Records(ValuesView[SubscriberRecord]):
+    """The subscribers in id order, without a lookup each."""
+
+    _mapping: _Subscribers
+
+    def __iter__(self) -> Iterator[SubscriberRecord]:
+        inv = self._mapping._inv
+        return map(SubscriberRecord, repeat(inv._table), inv._order, inv._sorted_ids)
+
+
+class _Items(ItemsView[str, SubscriberRecord]):
+    _mapping: _Subscribers
+
+    def __iter__(self) -> Iterator[tuple[str, SubscriberRecord]]:
+        inv = self._mapping._inv
+        return zip(inv._sorted_ids, map(SubscriberRecord, repeat(inv._table), inv._order,
+                                        inv._sorted_ids), strict=True)
+
+
+class _ByPort(Mapping[tuple[str, str], list[str]]):
+    """(device, port) -> ids of the subscribers bound there, sorted."""
+
+    def __init__(self, inv: Inventory) -> None:
+        self._inv = inv
+
+    def __getitem__(self, key: tuple[str, str]) -> list[str]:
+        device, port = key
+        if device not in self._inv._dev_range:
+            raise KeyError(key)
+        return self._inv._ids_of(self._inv._device_ports(device)[port])
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for device in self._inv._dev_range:
+            for port in self._inv._device_ports(device):
+                yield device, port
+
+    def __len__(self) -> int:
+        return sum(len(self._inv._device_ports(d)) for d in self._inv._dev_range)
+
+
+class _ByDevice(Mapping[str, list[str]]):
+    """device -> ids of the subscribers bound to any of its ports, sorted."""
+
+    def __init__(self, inv: Inventory) -> None:
+        self._inv = inv
+
+    def __getitem__(self, device: str) -> list[str]:
+        if device not in self._inv._dev_range:
+            raise KeyError(device)
+        return self._inv._ids_of(sorted(self._inv._device_ranks(device)))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._inv._dev_range)
+
+    def __len__(self) -> int:
+        return len(self._inv._dev_range)
 
 
 class Inventory:
-    """Devices, their upstream links and subscribers, indexed for impact queries."""
+    """Devices, their upstream links and subscribers, indexed for impact queries.
 
-    def __init__(self, devices: Mapping[str, Device], subscribers: Sequence[Subscriber]) -> None:
-        self.devices = dict(devices)
-        self.subscribers = {s.id: s for s in subscribers}
-        self.children: dict[str, list[tuple[str, ParentLink]]] = defaultdict(list)
-        for dev in self.devices.values():
-            for link in dev.parents:
-                self.children[link.device].append((dev.id, link))
-        by_port: dict[tuple[str, str], list[str]] = defaultdict(list)
-        by_device: dict[str, list[str]] = defaultdict(list)
+    ``subscribers`` maps id → ``SubscriberRecord`` (the attributes of a ``Subscriber``,
+    read when asked; iteration in id order);
+    ``by_port``, ``by_device`` and ``subscribers_on`` give subscriber ids sorted; ``totals``
+    and ``totals_on`` sum revenue by tier. Immutable once built: swap a new one in
+    rather than changing it (see ``reload_inventory``).
+    """
+
+    def __init__(self, devices: Mapping[str, Device], subscribers: Iterable[Subscriber]) -> None:
+        table = SubscriberTable()
         for sub in subscribers:
-            by_port[(sub.device, sub.port)].append(sub.id)
-            by_device[sub.device].append(sub.id)
-        self.by_port = dict(by_port)
-        self.by_device = dict(by_device)
+            table.append(sub, "", None)
+        self._build(devices, table)
+
+    @classmethod
+    def _from_table(cls, devices: Mapping[str, Device], table: SubscriberTable) -> Inventory:
+        inv = cls.__new__(cls)
+        inv._build(devices, table)
+        return inv
+
+    def _build(self, devices: Mapping[str, Device], table: SubscriberTable) -> None:
+        self.devices = dict(devices)
+        self.children: dict[str, list[tuple[str, ParentLink]]] = defaultdict(list)
         # (device, port) -> the devices at the far end of the link on that port, to tell
         # an uplink or downlink port from a customer port
         self.edge_ports: dict[tuple[str, str], list[str]] = defaultdict(list)
         for dev in self.devices.values():
             for link in dev.parents:
+                self.children[link.device].append((dev.id, link))
                 if link.port:
                     self.edge_ports[(link.device, link.port)].append(dev.id)
                 if link.local_port:
                     self.edge_ports[(dev.id, link.local_port)].append(link.device)
+        self._roots = [d.id for d in self.devices.values() if not d.parents]
+
+        # rank: position in id order. Lookups by id bisect the sorted ids; impacts list
+        # subscribers sorted, which ranks turn into a sort of integers. By device: a
+        # device's subscribers, their tiers and revenue are slices.
+        index = merge_index(table, table.parts)
+        self._order = index.order  # rank -> row
+        self._sorted_ids = index.sorted_ids
+        self._dev_ranks = index.dev_ranks
+        self._dev_range = index.dev_range
+        self._dev_tiers = index.dev_tiers
+        self._dev_units = index.dev_units
+        table.ids, table.parts, table.bindings = [], [], set()  # ids: in _sorted_ids
+        table.freeze()
+        self._table = table
+        # worked out when first asked: sums of each port; device -> port -> ranks
+        self._port_sums: dict[tuple[str, str], _Sums] = {}
+        self._ports: dict[str, dict[str, array[int]]] = {}
+        self.subscribers: Mapping[str, SubscriberRecord] = _Subscribers(self)
+        self.by_port: Mapping[tuple[str, str], list[str]] = _ByPort(self)
+        self.by_device: Mapping[str, list[str]] = _ByDevice(self)
+
+    def _device_ranks(self, device: str) -> array[int]:
+        """The ranks of a device's subscribers (ascending runs, one per part read)."""
+        start, end = self._dev_range.get(device, (0, 0))
+        return self._dev_ranks[start:end]
+
+    def _sums_of(self, ranks: Iterable[int]) -> _Sums:
+        """Subscribers and revenue units by tier number of these ranks."""
+        table = self._table
+        rows = list(map(self._order.__getitem__, ranks))
+        return _sums(list(map(table.tier.__getitem__, rows)),
+                     list(map(table.units.__getitem__, rows)))
+
+    def _device_sums(self, device: str) -> _Sums:
+        start, end = self._dev_range[device]
+        return _sums(self._dev_tiers[start:end], self._dev_units[start:end])
+
+    def _device_ports(self, device: str) -> dict[str, array[int]]:
+        ports = self._ports.get(device)
+        if ports is None:
+            table, order = self._table, self._order
+            ranks: dict[str, list[int]] = defaultdict(list)
+            for rank in self._device_ranks(device):
+                ranks[table.ports[table.port_of[order[rank]]]].append(rank)
+            ports = self._ports[device] = {p: array("i", sorted(r)) for p, r in ranks.items()}
+        return ports
+
+    def _rank_of(self, sid: str) -> int | None:
+        i = bisect_left(self._sorted_ids, sid)
+        return i if i < len(self._sorted_ids) and self._sorted_ids[i] == sid else None
+
+    def _ids_of(self, ranks: Iterable[int]) -> list[str]:
+        return list(map(self._sorted_ids.__getitem__, ranks))
 
     def subscribers_on(self, device: str, port: str | None = None) -> list[str]:
+        if device not in self._dev_range:
+            return []
         if port is None:
-            return self.by_device.get(device, [])
-        return self.by_port.get((device, port), [])
+            return self.by_device[device]
+        ranks = self._device_ports(device).get(port)
+        return [] if ranks is None else self._ids_of(ranks)
 
     @property
     def roots(self) -> list[str]:
-        return [d.id for d in self.devices.values() if not d.parents]
+        return list(self._roots)
+
+    @property
+    def sla_tiers(self) -> set[str]:
+        """The SLA tiers that some subscriber has."""
+        return {self._table.tiers[t] for t in set(self._table.tier)}
+
+    # --- impact sums ---------------------------------------------------------------------
+
+    def totals(self, subscriber_ids: Iterable[str]) -> Totals:
+        """Sorted ids (duplicates dropped) and money by tier of these subscribers; an id
+        not in the inventory is a KeyError."""
+        wanted = set(subscriber_ids)
+        found, n = self._sorted_ids, len(self._sorted_ids)
+        ranks = sorted(set(map(bisect_left, repeat(found), wanted)))
+        # a missing id bisects to another id's rank (or to n): the ids found differ
+        if len(ranks) != len(wanted) or (ranks and ranks[-1] == n) or \
+                not wanted.issuperset(map(found.__getitem__, ranks)):
+            raise KeyError(min(wanted.difference(found[r] for r in ranks if r < n)))
+        return self._totals(ranks, [self._sums_of(ranks)])
+
+    def totals_on(self, devices: Iterable[str], ports: Iterable[tuple[str, str]] = ()) -> Totals:
+        """Totals of every subscriber on ``devices`` (any port) and on ``ports``."""
+        whole = {d for d in devices if d in self._dev_range}
+        groups = [self._device_ranks(d) for d in whole]
+        sums = [self._device_sums(d) for d in whole]
+        for d, p in set(ports):
+            ranks = self._device_ports(d).get(p) if d in self._dev_range else None
+            if ranks is not None and d not in whole:
+                if (d, p) not in self._port_sums:
+                    self._port_sums[(d, p)] = self._sums_of(ranks)
+                groups.append(ranks)
+                sums.append(self._port_sums[(d, p)])
+        return self._totals(sorted(chain.from_iterable(groups)), sums)
+
+    def _totals(self, ranks: list[int], sums: Iterable[_Sums]) -> Totals:
+        """Totals from sorted ranks and sums by tier number."""
+        tiers = self._table.tiers
+        units: dict[str, int] = defaultdict(int)
+        count: dict[str, int] = defaultdict(int)
+        for part in sums:
+            for t, (c, u) in part.items():
+                units[tiers[t]] += u
+                count[tiers[t]] += c
+        return Totals(_pick(self._sorted_ids, ranks),
+                      {t: round(u / UNITS, 2) for t, u in sorted(units.items())},
+                      dict(sorted(count.items())))
+
+
+def _pick(items: Sequence[str], indexes: list[int]) -> tuple[str, ...]:
+    """``tuple(items[i] for i in indexes)``, in one C call (itemgetter: faster)."""
+    if len(indexes) > 1:
+        return operator.itemgetter(*indexes)(items)  # type: ignore[no-any-return]
+    return tuple(items[i] for i in indexes)
+
+
+def _sums(tiers: Sequence[int], units: Sequence[int]) -> _Sums:
+    """Subscribers and revenue units by tier number, from parallel columns (C loops)."""
+    if not tiers:
+        return {}
+    if tiers.count(tiers[0]) == len(tiers):  # one tier (often)
+        return {tiers[0]: (len(tiers), sum(units))}
+    return {t: (c, sum(compress(units, map(operator.eq, tiers, repeat(t)))))
+            for t, c in Counter(tiers).items()}
 
 
 # --- loading ---------------------------------------------------------------------------
 
-CSV_COLUMNS = (
-    "id", "account", "name", "device", "port", "onu_id", "modem_mac", "cpe_mac",
-    "monthly_revenue", "sla_tier", "contract_end", "churn_risk", "email", "phone",
-    "consent_email", "consent_sms",
-)
-_CSV_REQUIRED = ("id", "device", "port", "monthly_revenue")
-
 
 def load_inventory(paths: Iterable[str | os.PathLike[str]]) -> Inventory:
-    """Load and check inventory files; any problem in any file → SourceError listing all."""
+    """Load and check inventory files; any problem in any file → SourceError listing all.
+
+    A large CSV file is read by two processes (see ``subscriber_csv``). The cyclic garbage
+    collector is off meanwhile (for the whole process: also in a ``reload_inventory``)."""
+    # a million subscribers are a few million objects, none of them in a reference cycle:
+    # the cyclic collector would walk them again and again while they are created
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _load(paths)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _load(paths: Iterable[str | os.PathLike[str]]) -> Inventory:
+    paths = list(paths)
+    # a large topology comes with many subscribers: have a second process ready to read
+    # half of their file (it imports while this one reads the topology)
+    worker = Worker() if any(_size(p) >= WORKER_EARLY_FROM for p in paths) else None
+    try:
+        return _load_with(paths, worker)
+    finally:
+        if worker is not None:
+            worker.close()
+
+
+def _size(path: str | os.PathLike[str]) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _load_with(paths: list[str | os.PathLike[str]], worker: Worker | None) -> Inventory:
     from probes.source import validation_problems
 
     problems: list[Problem] = []
     devices: dict[str, tuple[Device, Located, tuple[str | int, ...]]] = {}
-    subs: list[tuple[Subscriber, str, int | None]] = []
+    table = SubscriberTable()
     for path in paths:
+        if str(path).endswith(".csv"):
+            problems.extend(load_csv(Path(path), table, worker=worker))
+            continue
         try:
-            src = load_yaml(path) if not str(path).endswith(".csv") else None
+            src = _read_yaml(path)
         except SourceError as exc:
             problems.extend(exc.problems)
-            continue
-        if src is None:
-            problems.extend(_load_csv(Path(path), subs))
             continue
         try:
             model = InventoryFile.model_validate(src.data)
@@ -188,10 +428,9 @@ def load_inventory(paths: Iterable[str | os.PathLike[str]]) -> Inventory:
                 src, ("devices", dev_id),
             )
         for i, sm in enumerate(model.subscribers):
-            subs.append((_subscriber(sm), src.file, src.line_of(("subscribers", i))))
+            table.append(subscriber(sm), src.file, src.line_of(("subscribers", i)))
         for rel in model.subscriber_files:
-            csv_path = Path(src.file).parent / rel
-            problems.extend(_load_csv(csv_path, subs))
+            problems.extend(load_csv(Path(src.file).parent / rel, table, worker=worker))
 
     # references and cycles
     for dev, src, loc in devices.values():
@@ -204,82 +443,113 @@ def load_inventory(paths: Iterable[str | os.PathLike[str]]) -> Inventory:
                 problems.append(src.problem((*loc, "parents", i),
                                             "a device cannot be its own parent"))
     problems.extend(_cycles(devices))
-    seen: dict[str, tuple[str, int | None]] = {}
-    for sub, file, line in subs:
-        if sub.id in seen:
-            f0, l0 = seen[sub.id]
-            problems.append(Problem(file, line, f"subscriber {sub.id}",
+    found = {k: v[0] for k, v in devices.items()}
+    if not problems and not _unknown_bindings(table, found):
+        try:
+            inv = Inventory._from_table(found, table)
+        except ValueError:  # duplicate ids
+            pass
+        else:
+            table.lines, table.files = array("l"), []  # only for problems
+            return inv
+    problems.extend(_binding_problems(table, found))
+    raise SourceError(problems)
+
+
+async def reload_inventory(paths: Iterable[str | os.PathLike[str]]) -> Inventory:
+    """Load and check the inventory in a worker thread, so the event loop keeps running
+    (slower, while the thread holds the GIL, but it does not stop). Raises SourceError
+    like ``load_inventory``; then nothing is to change.
+
+    Swapping it in: an ``Inventory`` is immutable, so the new one is handed over whole,
+    in one synchronous step on the event loop between two ``Correlator.observe`` calls
+    (``correlator.inventory = new``, as ``collector.reload.apply`` does). The correlator
+    rebuilds its topology state and impact cache when it sees a different inventory
+    object; open incidents keep the impact computed with the old one until their scope
+    changes. Both inventories are resident until the old one is dropped.
+    """
+    paths = list(paths)
+    return await asyncio.to_thread(load_inventory, paths)
+
+
+def _read_yaml(path: str | os.PathLike[str]) -> Located:
+    """``load_yaml``, faster on a valid file (libyaml's parser, strings taken as they are:
+    a topology of thousands of devices reads in a fraction of the time); any problem at all
+    and ``load_yaml`` reads the file again, to report it as it always has."""
+    loader = getattr(yaml, "CSafeLoader", None)
+    if loader is None:
+        return load_yaml(path)
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        node = yaml.compose(text, Loader=loader)
+        if node is None:
+            return Located(file, {}, {(): 1})
+        lines: dict[source.Loc, int] = {}
+        return Located(file, _walk(node, (), lines), lines)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, _Irregular, RecursionError):
+        return load_yaml(path)
+
+
+class _Irregular(Exception):
+    """Something ``probes.source`` reports (a duplicate key, a key that is not a scalar)."""
+
+
+_STR = "tag:yaml.org,2002:str"
+_SCALARS = yaml.SafeLoader("")  # constructs the scalars that are not strings
+
+
+def _walk(node: yaml.Node, loc: source.Loc, lines: dict[source.Loc, int]) -> Any:
+    """``probes.source``'s walk over composed YAML (values, and the line of every mapping
+    key and sequence item), for valid files only."""
+    lines.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _Irregular
+            key = key_node.value if key_node.tag == _STR else \
+                _SCALARS.construct_object(key_node)
+            if key in out:
+                raise _Irregular
+            lines[(*loc, key)] = key_node.start_mark.line + 1
+            out[key] = _walk(value_node, (*loc, key), lines)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_walk(item, (*loc, i), lines) for i, item in enumerate(node.value)]
+    return node.value if node.tag == _STR else _SCALARS.construct_object(node)
+
+
+def _unknown_bindings(table: SubscriberTable, devices: Mapping[str, Device]) -> bool:
+    """A quick look (each binding port once) for unknown devices or ports."""
+    for device, port in table.bindings:
+        dev = devices.get(table.devices[device])
+        if dev is None or (dev.ports is not None and table.ports[port] not in dev.ports):
+            return True
+    return False
+
+
+def _binding_problems(table: SubscriberTable, devices: Mapping[str, Device]) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for row, sid in enumerate(table.ids):
+        file, line = table.where(row)
+        if sid in seen:
+            f0, l0 = table.where(seen[sid])
+            problems.append(Problem(file, line, f"subscriber {sid}",
                                     f"duplicate subscriber id (first at {f0}:{l0})"))
             continue
-        seen[sub.id] = (file, line)
-        dev_entry = devices.get(sub.device)
-        if dev_entry is None:
-            problems.append(Problem(file, line, f"subscriber {sub.id}.device",
-                                    "unknown device (not in the inventory)", short(sub.device)))
-        elif dev_entry[0].ports is not None and sub.port not in dev_entry[0].ports:
-            problems.append(Problem(file, line, f"subscriber {sub.id}.port",
-                                    f"device {sub.device} has no such port (listed ports: "
-                                    f"{', '.join(sorted(dev_entry[0].ports)[:5])}...)",
-                                    short(sub.port)))
-    if problems:
-        raise SourceError(problems)
-    return Inventory({k: v[0] for k, v in devices.items()}, [s for s, _, _ in subs])
-
-
-def _subscriber(m: SubscriberModel) -> Subscriber:
-    return Subscriber(
-        id=m.id, account=m.account, name=m.name, device=m.device, port=m.port,
-        onu_id=m.onu_id, modem_mac=m.modem_mac, cpe_mac=m.cpe_mac,
-        monthly_revenue=m.monthly_revenue, sla_tier=m.sla_tier, contract_end=m.contract_end,
-        churn_risk=m.churn_risk, email=m.contact.email, phone=m.contact.phone,
-        consent_email=m.consent.email, consent_sms=m.consent.sms,
-    )
-
-
-def _load_csv(path: Path, out: list[tuple[Subscriber, str, int | None]]) -> list[Problem]:
-    file = str(path)
-    problems: list[Problem] = []
-    try:
-        fh = path.open(newline="", encoding="utf-8")
-    except OSError as exc:
-        return [Problem(file, None, "", f"cannot read: {exc.strerror}")]
-    with fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        unknown = [c for c in header if c not in CSV_COLUMNS]
-        missing = [c for c in _CSV_REQUIRED if c not in header]
-        if unknown or missing:
-            what = []
-            if unknown:
-                what.append(f"unknown column(s) {', '.join(unknown)}")
-            if missing:
-                what.append(f"missing column(s) {', '.join(missing)}")
-            return [Problem(file, 1, "header", "; ".join(what) +
-                            f" (columns are: {', '.join(CSV_COLUMNS)})")]
-        for row in reader:
-            line = reader.line_num
-            data: dict[str, Any] = {
-                k: v for k, v in row.items() if k in CSV_COLUMNS and v not in ("", None)
-            }
-            if None in row:
-                problems.append(Problem(file, line, "", "more fields than header columns"))
-                continue
-            contact = {k: data.pop(k) for k in ("email", "phone") if k in data}
-            consent = {k[len("consent_"):]: data.pop(k) for k in ("consent_email", "consent_sms")
-                       if k in data}
-            data["contact"] = contact
-            data["consent"] = consent
-            try:
-                sm = SubscriberModel.model_validate(data)
-            except ValidationError as exc:
-                for err in exc.errors(include_url=False):
-                    loc = ".".join(str(p) for p in err["loc"])
-                    col = loc.replace("contact.", "").replace("consent.", "consent_")
-                    msg = "required column is empty" if err["type"] == "missing" else err["msg"]
-                    got = None if err["type"] == "missing" else short(err.get("input"))
-                    problems.append(Problem(file, line, col, msg, got))
-                continue
-            out.append((_subscriber(sm), file, line))
+        seen[sid] = row
+        device, port = table.binding(row)
+        dev = devices.get(device)
+        if dev is None:
+            problems.append(Problem(file, line, f"subscriber {sid}.device",
+                                    "unknown device (not in the inventory)", short(device)))
+        elif dev.ports is not None and port not in dev.ports:
+            problems.append(Problem(file, line, f"subscriber {sid}.port",
+                                    f"device {device} has no such port (listed ports: "
+                                    f"{', '.join(sorted(dev.ports)[:5])}...)",
+                                    short(port)))
     return problems
 
 

@@ -96,7 +96,7 @@ def test_ports_down_on_a_dead_device_are_its_symptoms() -> None:
 
 
 @st.composite
-def graphs(draw: st.DrawFn) -> tuple[Inventory, set[str]]:
+def graphs(draw: st.DrawFn, passive: bool = False) -> tuple[Inventory, set[str]]:
     n = draw(st.integers(min_value=1, max_value=14))
     names = [f"n{i}" for i in range(n)]
     devices = {}
@@ -105,7 +105,8 @@ def graphs(draw: st.DrawFn) -> tuple[Inventory, set[str]]:
         k = draw(st.integers(min_value=0, max_value=min(i, 3))) if i else 0
         parents = draw(st.lists(st.sampled_from(names[:i]), min_size=k, max_size=k,
                                 unique=True)) if i else []
-        devices[name] = dev(name, *parents)
+        role = "passive" if passive and draw(st.booleans()) else "access"
+        devices[name] = dev(name, *parents, role=role)
     down = set(draw(st.lists(st.sampled_from(names), unique=True)))
     return Inventory(devices, []), down
 
@@ -141,6 +142,27 @@ def test_cut_off_set_equals_nodes_without_a_surviving_path(g: tuple[Inventory, s
         assert device_root(d) in a.symptoms or device_root(d) in symptoms
 
 
+@settings(max_examples=300, deadline=None)
+@given(graphs(passive=True))
+def test_with_passive_elements_cut_off_is_still_nodes_without_a_surviving_path(
+    g: tuple[Inventory, set[str]],
+) -> None:
+    inv, down = g  # ``down`` may name passive elements: they are never down themselves
+    passive = {d for d, x in inv.devices.items() if x.role == "passive"}
+    a = analyse(inv, down, set())
+    assert a.cut_off == _no_surviving_path(inv, down - passive)
+    explained = [d for devs in a.affected_devices.values() for d in devs]
+    assert len(explained) == len(set(explained))
+    roots = {k.split(":", 1)[1] for k in a.symptoms}
+    assert not roots & passive
+    assert a.cut_off == roots | set(explained)
+    symptoms = {s for ss in a.symptoms.values() for s in ss}
+    for d in down - passive:
+        assert device_root(d) in a.symptoms or device_root(d) in symptoms
+    for d in passive:
+        assert device_root(d) not in symptoms
+
+
 def test_attribution_does_not_depend_on_set_order() -> None:
     inv = isp()
     down = ["agg1", "olt1", "agg2", "olt2", "sw3"]
@@ -167,3 +189,38 @@ def test_dual_homed_uplink_facing_a_dead_parent_is_its_symptom() -> None:
     assert set(a.symptoms) == {device_root("agg1")}
     assert a.symptoms[device_root("agg1")] == {link_root("olt3", "up1")}
     assert "olt3" not in a.cut_off
+
+
+# --- passive elements (splitters, patch panels) -----------------------------------------
+
+
+def pon_tree() -> Inventory:
+    """olt1 pon0/1 → spl1 (passive) → ont1, ont2; olt1 pon0/2 → ont3 directly."""
+    return Inventory(
+        {
+            "olt1": dev("olt1"),
+            "spl1": dev("spl1", ParentLink(device="olt1", port="pon0/1"), role="passive"),
+            "ont1": dev("ont1", ParentLink(device="spl1", port="o1"), role="cpe"),
+            "ont2": dev("ont2", ParentLink(device="spl1", port="o2"), role="cpe"),
+            "ont3": dev("ont3", ParentLink(device="olt1", port="pon0/2"), role="cpe"),
+        },
+        [sub("a", "spl1", "o1"), sub("b", "spl1", "o2"), sub("c", "ont3", "eth1")],
+    )
+
+
+def test_a_passive_element_is_down_only_with_the_path_above_it() -> None:
+    inv = pon_tree()
+    # even if something said so, a splitter is not unreachable itself
+    assert analyse(inv, {"spl1"}, set()).symptoms == {}
+    a = analyse(inv, {"ont1", "ont2"}, {("olt1", "pon0/1")})
+    root = link_root("olt1", "pon0/1")
+    assert set(a.symptoms) == {root}
+    assert a.affected_devices[root] == {"spl1", "ont1", "ont2"}
+    assert a.symptoms[root] == {device_root("ont1"), device_root("ont2")}
+    assert sorted(subscribers_behind(inv, root, a.affected_devices[root])) == ["a", "b"]
+
+
+def test_onts_down_behind_a_live_splitter_are_their_own_roots() -> None:
+    a = analyse(pon_tree(), {"ont1", "spl1"}, set())
+    assert set(a.symptoms) == {device_root("ont1")}
+    assert "spl1" not in a.cut_off

@@ -1,0 +1,145 @@
+"""The orders an inventory needs over its subscribers, worked out part by part.
+
+Two orders: by id (impacts list subscribers sorted; lookups bisect) and by device (the
+subscribers behind a device, and their revenue by tier, are slices). Each part of the
+table -- the rows one process read -- is indexed on its own, so that two processes index
+their halves at the same time; ``merge`` then puts the parts together (merging sorted
+runs), which costs far less than indexing the whole table at once.
+"""
+
+from __future__ import annotations
+
+import operator
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import chain, islice, repeat
+from typing import Any
+
+from correlator.subscribers import SubscriberTable
+
+
+@dataclass(slots=True)
+class PartIndex:
+    """Rows ``start`` to ``start + len(order)`` of a table, indexed."""
+
+    start: int
+    order: array[int]  # the part's rows (counted from start) in id order
+    sorted_ids: list[str]  # their ids, in that order
+    dev_rows: array[int]  # the part's rows (counted from start) by device, then by id
+    dev_range: dict[str, tuple[int, int]]  # device -> its slice of dev_rows
+    dev_tiers: Sequence[int]  # the rows' tier numbers, in dev_rows order
+    dev_units: array[int]  # their revenue units, in dev_rows order
+
+    def to_wire(self) -> dict[str, Any]:
+        """For another process (the ids joined by "\\n": see subscriber_csv)."""
+        return {"order": self.order.tobytes(), "sorted_ids": "\n".join(self.sorted_ids),
+                "dev_rows": self.dev_rows.tobytes(), "dev_range": self.dev_range,
+                "dev_tiers": self.dev_tiers if isinstance(self.dev_tiers, bytes)
+                else list(self.dev_tiers), "dev_units": self.dev_units.tobytes()}
+
+    @classmethod
+    def from_wire(cls, got: dict[str, Any], start: int, tiers: list[int]) -> PartIndex:
+        """A part indexed by another process; ``tiers``: its tier numbers -> ours."""
+        dev_tiers: Sequence[int] = got["dev_tiers"]
+        if isinstance(dev_tiers, bytes) and max(tiers, default=0) < 256:
+            dev_tiers = dev_tiers.translate(bytes(tiers) + bytes(256 - len(tiers)))
+        else:
+            dev_tiers = list(map(tiers.__getitem__, dev_tiers))
+        order = ints_from(got["order"])
+        sorted_ids = got["sorted_ids"].split("\n") if order else []
+        if len(sorted_ids) != len(order):
+            raise ValueError("ids and rows differ in number")
+        return cls(start, order, sorted_ids, ints_from(got["dev_rows"]), got["dev_range"],
+                   dev_tiers, ints_from(got["dev_units"], "q"))
+
+
+def ints_from(data: bytes, typecode: str = "i") -> array[int]:
+    out: array[int] = array(typecode)
+    out.frombytes(data)
+    return out
+
+
+def index_part(table: SubscriberTable, start: int, end: int) -> PartIndex:
+    ids = table.ids[start:end]
+    n = len(ids)
+    order = array("i", sorted(range(n), key=ids.__getitem__))
+    sorted_ids = list(map(ids.__getitem__, order))
+    del ids
+    devices = table.device_of[start:end]
+    by_id = array("i", map(devices.__getitem__, order))  # device of each row, in id order
+    dev_rows = array("i", map(order.__getitem__, sorted(range(n), key=by_id.__getitem__)))
+    del by_id
+    dev_range = {}
+    at = 0
+    for code, count in sorted(Counter(devices).items()):
+        dev_range[table.devices[code]] = (at, at + count)
+        at += count
+    rows = list(map(operator.add, dev_rows, repeat(start)))
+    tiers = map(table.tier.__getitem__, rows)
+    return PartIndex(start, order, sorted_ids, dev_rows, dev_range,
+                     bytes(tiers) if len(table.tiers) <= 256 else list(tiers),
+                     array("q", map(table.units.__getitem__, rows)))
+
+
+@dataclass(slots=True)
+class Index:
+    order: array[int]  # rank -> row
+    row_rank: array[int]  # row -> rank
+    sorted_ids: tuple[str, ...]  # rank -> id
+    dev_ranks: array[int]  # ranks grouped by device (ascending in each part of the table)
+    dev_range: dict[str, tuple[int, int]]  # device -> its slice of the dev_ arrays
+    dev_tiers: Sequence[int]  # tier numbers, in dev_rows order
+    dev_units: array[int]  # revenue units, in dev_rows order
+
+
+def merge(table: SubscriberTable, parts: Iterable[PartIndex]) -> Index:
+    """The index of the whole table from the indexes of its parts (in row order, each
+    beginning where the one before ends); rows no part covers are indexed here. Raises
+    ValueError on duplicate ids."""
+    n = len(table.ids)
+    covered: list[PartIndex] = []
+    at = 0
+    for part in sorted(parts, key=lambda p: p.start):
+        if part.start > at:
+            covered.append(index_part(table, at, part.start))
+        covered.append(part)
+        at = part.start + len(part.order)
+    if at < n or not covered:
+        covered.append(index_part(table, at, n))
+    sorted_ids: tuple[str, ...]  # a tuple of strings: the garbage collector skips it
+    if len(covered) == 1:
+        order, sorted_ids = covered[0].order, tuple(covered[0].sorted_ids)
+    else:  # the parts' sorted ids one after the other: sorted runs, which a sort merges
+        runs = list(chain.from_iterable(p.sorted_ids for p in covered))
+        merged = sorted(range(n), key=runs.__getitem__)
+        sorted_ids = tuple(map(runs.__getitem__, merged))
+        rows = array("i", chain.from_iterable(map(operator.add, p.order, repeat(p.start))
+                                              for p in covered))
+        order = array("i", map(rows.__getitem__, merged))
+        del runs, merged, rows
+    if any(map(operator.eq, sorted_ids, islice(sorted_ids, 1, None))):
+        raise ValueError("duplicate subscriber ids")
+    row_rank = array("i", bytes(4 * n))
+    for rank, row in enumerate(order):
+        row_rank[row] = rank
+    dev_rows: array[int] = array("i")
+    dev_units: array[int] = array("q")
+    tiers: list[Sequence[int]] = []
+    dev_range: dict[str, tuple[int, int]] = {}
+    for name in dict.fromkeys(chain.from_iterable(p.dev_range for p in covered)):
+        begin = len(dev_rows)
+        for p in covered:
+            span = p.dev_range.get(name)
+            if span is not None:
+                s, e = span
+                dev_rows.extend(map(operator.add, p.dev_rows[s:e], repeat(p.start))
+                                if p.start else p.dev_rows[s:e])
+                dev_units.extend(p.dev_units[s:e])
+                tiers.append(p.dev_tiers[s:e])
+        dev_range[name] = (begin, len(dev_rows))
+    dev_tiers: Sequence[int] = b"".join(tiers) if all(  # type: ignore[arg-type]
+        isinstance(t, bytes) for t in tiers) else list(chain.from_iterable(tiers))
+    return Index(order, row_rank, sorted_ids, array("i", map(row_rank.__getitem__, dev_rows)),
+                 dev_range, dev_tiers, dev_units)
