@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 
 from actions.guardrail_config import Approval, GuardrailPolicy
 from actions.targets import Target
-from correlator.incidents import IncidentEvent
+from correlator.incidents import IncidentEvent, IncidentKind
 from probes.source import Located, Problem, SourceError, Strict, load_yaml, validate
 
 EventName = Literal["opened", "updated", "resolved", "merged"]
@@ -23,7 +23,7 @@ def _default_events() -> list[EventName]:
 
 class Match(Strict):
     events: list[EventName] = Field(default_factory=_default_events)
-    kind: list[Literal["device_unreachable", "link_down", "flapping"]] | None = None
+    kind: list[IncidentKind] | None = None
     severity: list[Literal["critical", "major", "minor"]] | None = None
     role: list[str] | None = None
     site: list[str] | None = None

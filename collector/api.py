@@ -52,7 +52,7 @@ from collector.api_schema import (
 )
 from collector.errors import CollectorError
 from collector.version import VERSION
-from correlator.incidents import EventType, Incident, IncidentEvent
+from correlator.incidents import INCIDENT_KINDS, EventType, Incident, IncidentEvent
 
 if TYPE_CHECKING:
     from actions.journal import JournalRow
@@ -387,7 +387,7 @@ def _operations(api: _Api) -> list[tuple[Operation, Handler]]:
                              choices=("critical", "major", "minor")),
                        Param("device", "only incidents rooted at this device"),
                        Param("kind", "only this kind of root cause",
-                             choices=("device_unreachable", "link_down", "flapping")),
+                             choices=INCIDENT_KINDS),
                        _LIMIT)), api.incidents),
         (Operation("/incidents/{id}", "getIncident",
                    "One incident: root cause, symptoms, impact, timeline", IncidentOut,

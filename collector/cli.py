@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from collector.errors import EX_CONFIG
+from correlator.incidents import INCIDENT_KINDS
 from probes.source import SourceError
 
 DEFAULT_CONFIG = "/etc/netreflex/netreflex.yaml"
@@ -90,7 +91,7 @@ def _supervisor_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     inc = sub.add_parser("incidents", parents=[common, limit], help="list incidents")
     inc.add_argument("--state", choices=("open", "resolved", "merged", "all"), default="open")
     inc.add_argument("--severity", choices=("critical", "major", "minor"))
-    inc.add_argument("--kind", choices=("device_unreachable", "link_down", "flapping"))
+    inc.add_argument("--kind", choices=INCIDENT_KINDS)
     inc.add_argument("--device", help="only incidents rooted at this device")
     one = sub.add_parser("incident", parents=[common],
                          help="one incident: root cause, symptoms, impact, timeline")

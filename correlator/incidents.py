@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from correlator.inventory import Inventory
 from correlator.priority import PriorityComponent
 
 IncidentState = Literal["open", "resolved", "merged"]
 EventType = Literal["opened", "updated", "resolved", "merged"]
+IncidentKind = Literal["device_unreachable", "link_down", "flapping"]
+# Every kind of incident, in one place: policy matches, the API's filter and the CLI's
+# --kind choices all come from here.
+INCIDENT_KINDS: tuple[str, ...] = get_args(IncidentKind)
 
 
 @dataclass(frozen=True, slots=True)
