@@ -20,7 +20,14 @@ from actions.faults import FaultInjector
 from actions.guardrails import Decision, Guardrails, GuardVerdict, decide_outcome, inputs_of
 from actions.journal import Journal, JournalRow
 from actions.policy import Policy, decide
-from actions.types import ActionPlan, ActionResult, Executor, idempotency_key
+from actions.types import (
+    RETRY_AFTER_CAP,
+    ActionPlan,
+    ActionResult,
+    Executor,
+    ExecutorContext,
+    idempotency_key,
+)
 from correlator.incidents import IncidentEvent
 
 log = logging.getLogger(__name__)
@@ -91,7 +98,8 @@ def _rekeyed(base: ActionPlan, p: ActionPlan, what: str) -> ActionPlan:
     payload = dict(p.payload)
     if "idempotency_key" in payload:
         payload["idempotency_key"] = key
-    return replace(base, key=key, recipient=p.recipient, amount=p.amount, payload=payload)
+    return replace(base, key=key, recipient=p.recipient, amount=p.amount, payload=payload,
+                   not_before=p.not_before)
 
 
 class Dispatcher:
@@ -305,8 +313,15 @@ class Dispatcher:
         target = self.policy.targets.get(plan.target)
         max_attempts = target.max_attempts if target is not None else 5
         backoff_max = target.backoff_max if target is not None else 60.0
-        if result.outcome == "retry" and attempts < max_attempts:
+        if result.outcome == "wait":
+            delay = max(0.0, result.retry_after if result.retry_after is not None else 1.0)
+            self.journal.postpone(plan.key, now + delay, now, reason=result.detail)
+            log.info("action waits action=%s target=%s incident=%s for %.1fs: %s",
+                     plan.key, plan.target, plan.incident_id, delay, result.detail)
+        elif result.outcome == "retry" and attempts < max_attempts:
             delay = min(backoff_max, 2.0 ** attempts) * random.uniform(0.5, 1.0)
+            if result.retry_after is not None:  # the receiver said when (Retry-After)
+                delay = max(delay, min(result.retry_after, RETRY_AFTER_CAP))
             self.journal.retry_at(plan.key, now + delay, now, error=result.detail,
                                   status_code=result.status_code)
             log.warning("action will retry action=%s target=%s attempt=%d in=%.1fs: %s",
@@ -329,8 +344,9 @@ class Dispatcher:
         self._emit(result)
 
 
-def build_executors(policy: Policy, *, state_dir: Path | None = None) -> dict[str, Executor]:
+def build_executors(policy: Policy, *, state_dir: Path | None = None,
+                    context: ExecutorContext | None = None) -> dict[str, Executor]:
     from actions.executors import build_executor
 
-    return {name: build_executor(name, target, state_dir=state_dir)
+    return {name: build_executor(name, target, state_dir=state_dir, context=context)
             for name, target in policy.targets.items()}

@@ -231,7 +231,7 @@ class Guardrails:
     def observe(self, plan: ActionPlan, outcome: Outcome, now: float) -> None:
         """What the attempt came to: feeds the target's circuit breaker."""
         cb = self.config.circuit_breaker
-        if cb is None or outcome in ("dry_run", "blocked"):
+        if cb is None or outcome in ("dry_run", "blocked", "wait"):
             return
         br = self._breakers.setdefault(plan.target, Breaker())
         if outcome == "succeeded":

@@ -167,7 +167,8 @@ class Journal:
                         "recipient, amount, inputs) "
                         "VALUES(?,?,?,?,?,?,'planned',?,?,?,?,?,?,?,?)",
                         (p.key, p.incident_id, p.event, p.rule, p.target, p.executor,
-                         int(p.dry_run), now, now, now, _json(p.payload), p.recipient,
+                         int(p.dry_run), max(now, p.not_before or now), now, now,
+                         _json(p.payload), p.recipient,
                          p.amount, _json(p.inputs)),
                     )
                     if cur.rowcount:
@@ -247,6 +248,13 @@ class Journal:
                  status_code: int | None = None) -> None:
         self._move(key, "planned", "next_at=?, updated_at=?, last_error=?, status_code=?",
                    (when, now, error, status_code), allowed=("planned", "running"))
+
+    def postpone(self, key: str, until: float, now: float, *, reason: str) -> None:
+        """The executor says not yet (a customer message waiting out its hold-down): try
+        again at ``until``. It was not an attempt, so it does not count as one."""
+        self._move(key, "planned", "next_at=?, updated_at=?, last_error=?, "
+                   "attempts=MAX(attempts-1, 0)", (until, now, reason),
+                   allowed=("running",))
 
     def defer(self, key: str, until: float, now: float,
               verdicts: Iterable[Mapping[str, Any]]) -> None:

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-Outcome = Literal["succeeded", "failed", "retry", "dry_run", "blocked"]
+if TYPE_CHECKING:
+    from actions.journal import Journal
+    from correlator.incidents import Incident
+    from correlator.inventory import Inventory
+
+Outcome = Literal["succeeded", "failed", "retry", "dry_run", "blocked", "wait"]
+"""``retry``: it failed and may work later (``retry_after``: when the receiver asked to be
+tried again, honoured up to ``RETRY_AFTER_CAP``); ``wait``: not yet -- nothing was done,
+try again in ``retry_after`` seconds, without counting an attempt (say, a customer message
+waiting out its hold-down); ``blocked``: the executor's own guard refused."""
+
+RETRY_AFTER_CAP = 3600.0
 
 
 def idempotency_key(incident_id: str, event: str, rule: str, target: str,
@@ -26,7 +39,9 @@ class ActionPlan:
     """One action policy asked for. ``recipient``: the one subscriber it is for (fan-out);
     ``amount``: the money it gives away (a credit, an offer), for approval gates;
     ``inputs``: what the guardrails judge it on (see ``actions.guardrails.inputs_of``);
-    ``approved_by``: who approved it, once someone has."""
+    ``approved_by``: who approved it, once someone has; ``not_before``: an executor's
+    ``expand`` may hold the first attempt back (a customer message waits out a hold-down
+    so that flaps send nothing)."""
 
     key: str
     incident_id: str
@@ -41,6 +56,7 @@ class ActionPlan:
     amount: float | None = None
     inputs: Mapping[str, Any] = field(default_factory=dict)
     approved_by: str | None = None
+    not_before: float | None = None  # first attempt no earlier than this (a hold-down)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +68,25 @@ class ActionResult:
     detail: str = ""
     status_code: int | None = None
     retry_after: float | None = None
+
+
+@dataclass(slots=True)
+class ExecutorContext:
+    """What the daemon lends executors beyond their target. Each is optional (tests build
+    executors with only what they need) and a callable where it can change at run time,
+    so that an executor sees the inventory of the last reload, not the first.
+
+    ``state_dir``: where to keep what must survive a restart; ``inventory()``: the current
+    inventory (subscriber contacts, consent, contracts); ``incident(id)``: an incident as
+    the correlator has it now, or None; ``journal``: the action journal, read-only use
+    (what was already done for an incident); ``clock``: wall time."""
+
+    state_dir: Path | None = None
+    inventory: Callable[[], Inventory] | None = None
+    incident: Callable[[str], Incident | None] | None = None
+    journal: Journal | None = None
+    clock: Callable[[], float] = time.time
+    extra: dict[str, Any] = field(default_factory=dict)  # what one executor kind needs
 
 
 class Executor(Protocol):

@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from actions.dispatcher import Dispatcher, build_executors
 from actions.journal import Journal
-from actions.types import ActionResult
+from actions.types import ActionResult, ExecutorContext
 from collector import roles
 from collector.bus import Batch
 from collector.config import RootConfig, Settings
@@ -25,7 +25,7 @@ from collector.resolver import ConfigResolver
 from collector.scheduler import PollJob, Scheduler
 from collector.systemd import Notifier
 from correlator.engine import Correlator
-from correlator.incidents import IncidentEvent
+from correlator.incidents import Incident, IncidentEvent
 from correlator.store import IncidentStore
 from probes.cli.config import CliProbeConfig
 from probes.cli.poller import CliPoller
@@ -69,8 +69,12 @@ class Daemon:
             hold_down=corr.unreachable_hold_down, priority=corr.priority, churn=corr.churn,
             damping=corr.damping, windows=settings.maintenance, max_silence=corr.max_silence,
         )
+        self.executor_context = ExecutorContext(
+            state_dir=state, inventory=lambda: self.correlator.inventory,
+            incident=self._incident, journal=self.journal)
         self.dispatcher = Dispatcher(
-            settings.policy, self.journal, build_executors(settings.policy, state_dir=state),
+            settings.policy, self.journal,
+            build_executors(settings.policy, state_dir=state, context=self.executor_context),
             on_result=self._on_action, down_share=self._down_share,
         )
         self.jobs = self._build_jobs()
@@ -100,6 +104,13 @@ class Daemon:
         self._background: set[asyncio.Task[object]] = set()
 
     # --- wiring --------------------------------------------------------------------------
+
+    def _incident(self, incident_id: str) -> Incident | None:
+        """An incident as the correlator has it now (open ones from memory)."""
+        for inc in self.correlator.open.values():
+            if inc.id == incident_id:
+                return inc
+        return self.store.get(incident_id)
 
     def _build_jobs(self) -> list[PollJob]:
         self.cli_pool = ThreadPoolExecutor(max_workers=self.cfg.polling.cli_sessions,

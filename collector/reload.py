@@ -82,7 +82,8 @@ def apply(daemon: Daemon, new: Settings) -> None:
 def _swap_policy(daemon: Daemon, new: Settings) -> None:
     dispatcher = daemon.dispatcher
     old_targets = dispatcher.policy.targets
-    fresh = build_executors(new.policy, state_dir=Path(daemon.cfg.daemon.state_dir))
+    fresh = build_executors(new.policy, state_dir=Path(daemon.cfg.daemon.state_dir),
+                            context=daemon.executor_context)
     keep: dict[str, Executor] = {}
     retired: list[Executor] = []
     for name, executor in dispatcher.executors.items():

@@ -1,8 +1,9 @@
 """Executors: one module per kind of external effect, found by the target's ``kind``.
 
-Every executor is built as ``Executor(name, target, *, state_dir=None)``; ``state_dir`` is
-the daemon's state directory, where executors that must remember something across
-restarts (the TMF621 ticket ids) keep it.
+Every executor is built as ``Executor(name, target, *, state_dir=None, context=None)``;
+``state_dir`` is the daemon's state directory, where executors that must remember something
+across restarts (the TMF621 ticket ids) keep it; ``context`` (an ``ExecutorContext``) lends
+the current inventory, incidents and journal to the executors that need them.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from actions.executors.opsgenie import OpsgenieExecutor
 from actions.executors.pagerduty import PagerDutyExecutor
 from actions.executors.ticket import DispatchExecutor, TicketExecutor
 from actions.executors.webhook import WebhookExecutor
-from actions.types import Executor
+from actions.types import Executor, ExecutorContext
 
 
 class ExecutorFactory(Protocol):
-    def __call__(self, name: str, target: Any, *, state_dir: Path | None = None) -> Executor: ...
+    def __call__(self, name: str, target: Any, *, state_dir: Path | None = None,
+                 context: ExecutorContext | None = None) -> Executor: ...
 
 
 # kind -> factory(name, target, *, state_dir). A new executor module adds itself here.
@@ -37,9 +39,10 @@ FACTORIES: dict[str, ExecutorFactory] = {
 }
 
 
-def build_executor(name: str, target: Any, *, state_dir: Path | None = None) -> Executor:
+def build_executor(name: str, target: Any, *, state_dir: Path | None = None,
+                   context: ExecutorContext | None = None) -> Executor:
     """The executor for one configured target (``target.kind`` picks the module)."""
-    return FACTORIES[target.kind](name, target, state_dir=state_dir)
+    return FACTORIES[target.kind](name, target, state_dir=state_dir, context=context)
 
 
 __all__ = [

@@ -17,7 +17,7 @@ from typing import Any
 from actions.executors.http import HttpClient, bearer
 from actions.targets import CrmOfferTarget
 from actions.templates import incident_variables, render
-from actions.types import ActionPlan, ActionResult
+from actions.types import ActionPlan, ActionResult, ExecutorContext
 
 USER_AGENT = "netreflex-crm/0.1"
 
@@ -70,7 +70,8 @@ class CrmOfferExecutor:
     kind = "crm_offer"
 
     def __init__(self, name: str, target: CrmOfferTarget, *,
-                 state_dir: Path | None = None) -> None:
+                 state_dir: Path | None = None,
+                 context: ExecutorContext | None = None) -> None:
         self.name = name
         self.target = target
         self._http = HttpClient(timeout=target.timeout, user_agent=USER_AGENT)

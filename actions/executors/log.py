@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from actions.targets import LogTarget
-from actions.types import ActionPlan, ActionResult
+from actions.types import ActionPlan, ActionResult, ExecutorContext
 
 log = logging.getLogger("netreflex.actions")
 
@@ -17,7 +17,8 @@ class LogExecutor:
     kind = "log"
 
     def __init__(self, name: str, target: LogTarget, *,
-                 state_dir: Path | None = None) -> None:
+                 state_dir: Path | None = None,
+                 context: ExecutorContext | None = None) -> None:
         self.name = name
         self.target = target
 

@@ -34,7 +34,7 @@ import aiomqtt
 
 from actions.targets import MqttTarget
 from actions.templates import incident_variables, iso, render
-from actions.types import ActionPlan, ActionResult
+from actions.types import ActionPlan, ActionResult, ExecutorContext
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,8 @@ class MqttExecutor:
     kind = "mqtt"
 
     def __init__(self, name: str, target: MqttTarget, *,
-                 state_dir: Path | None = None) -> None:
+                 state_dir: Path | None = None,
+                 context: ExecutorContext | None = None) -> None:
         self.name = name
         self.target = target
         self._client: aiomqtt.Client | None = None

@@ -17,7 +17,7 @@ from urllib.parse import quote
 from actions.executors.http import HttpClient
 from actions.targets import OpsgenieTarget, priority_label
 from actions.templates import incident_variables, render
-from actions.types import ActionPlan, ActionResult
+from actions.types import ActionPlan, ActionResult, ExecutorContext
 
 USER_AGENT = "netreflex-opsgenie/0.1"
 LIMITS = {"message": 130, "alias": 512, "description": 15000, "entity": 512, "note": 25000}
@@ -74,7 +74,8 @@ class OpsgenieExecutor:
     kind = "opsgenie"
 
     def __init__(self, name: str, target: OpsgenieTarget, *,
-                 state_dir: Path | None = None) -> None:
+                 state_dir: Path | None = None,
+                 context: ExecutorContext | None = None) -> None:
         self.name = name
         self.target = target
         self.base = str(target.base_url).rstrip("/")

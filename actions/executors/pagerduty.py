@@ -16,7 +16,7 @@ from typing import Any
 from actions.executors.http import HttpClient
 from actions.targets import PagerDutyTarget
 from actions.templates import incident_variables, iso, render
-from actions.types import ActionPlan, ActionResult
+from actions.types import ActionPlan, ActionResult, ExecutorContext
 
 USER_AGENT = "netreflex-pagerduty/0.1"
 MAX_SUMMARY = 1024
@@ -82,7 +82,8 @@ class PagerDutyExecutor:
     kind = "pagerduty"
 
     def __init__(self, name: str, target: PagerDutyTarget, *,
-                 state_dir: Path | None = None) -> None:
+                 state_dir: Path | None = None,
+                 context: ExecutorContext | None = None) -> None:
         self.name = name
         self.target = target
         self.url = str(target.base_url).rstrip("/") + "/v2/enqueue"

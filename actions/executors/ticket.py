@@ -29,7 +29,7 @@ from actions.executors import tmf621
 from actions.executors.http import Answer, HttpClient, bearer
 from actions.executors.ticket_store import TicketStore
 from actions.targets import DispatchTarget, TicketTarget
-from actions.types import ActionPlan, ActionResult, idempotency_key
+from actions.types import ActionPlan, ActionResult, ExecutorContext, idempotency_key
 
 USER_AGENT = "netreflex-tmf621/0.1"
 
@@ -99,7 +99,8 @@ class TicketExecutor(_Tmf621Client):
     target: TicketTarget
 
     def __init__(self, name: str, target: TicketTarget, *,
-                 state_dir: Path | None = None) -> None:
+                 state_dir: Path | None = None,
+                 context: ExecutorContext | None = None) -> None:
         super().__init__(name, target, state_dir)
 
     async def execute(self, plan: ActionPlan, *, dry_run: bool) -> ActionResult:
@@ -168,7 +169,8 @@ class DispatchExecutor(_Tmf621Client):
     target: DispatchTarget
 
     def __init__(self, name: str, target: DispatchTarget, *,
-                 state_dir: Path | None = None) -> None:
+                 state_dir: Path | None = None,
+                 context: ExecutorContext | None = None) -> None:
         super().__init__(name, target, state_dir)
 
     async def execute(self, plan: ActionPlan, *, dry_run: bool) -> ActionResult:

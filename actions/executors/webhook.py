@@ -11,7 +11,7 @@ from pathlib import Path
 
 from actions.executors.http import HttpClient, bearer
 from actions.targets import WebhookTarget
-from actions.types import ActionPlan, ActionResult
+from actions.types import ActionPlan, ActionResult, ExecutorContext
 
 USER_AGENT = "netreflex-webhook/0.1"
 
@@ -20,7 +20,8 @@ class WebhookExecutor:
     kind = "webhook"
 
     def __init__(self, name: str, target: WebhookTarget, *,
-                 state_dir: Path | None = None) -> None:
+                 state_dir: Path | None = None,
+                 context: ExecutorContext | None = None) -> None:
         self.name = name
         self.target = target
         self._http = HttpClient(timeout=target.timeout, user_agent=USER_AGENT)
