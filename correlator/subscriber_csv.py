@@ -286,7 +286,7 @@ class _Reader:
 # one); the other text as packed runs (TextColumn); arrays as bytes
 _TEXT = ("ids",)
 _PACKED = ("account", "name", "onu_id", "modem_mac", "cpe_mac", "email", "phone")
-_ARRAYS = ("revenue", "units", "contract_end", "churn")  # same typecodes both sides
+_ARRAYS = ("revenue", "units", "contract_end", "churn", "plan")  # same typecodes both sides
 
 
 class Worker:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 CSV_COLUMNS = (
     "id", "account", "name", "device", "port", "onu_id", "modem_mac", "cpe_mac",
     "monthly_revenue", "sla_tier", "contract_end", "churn_risk", "email", "phone",
-    "consent_email", "consent_sms",
+    "consent_email", "consent_sms", "plan_mbps",
 )
 CSV_REQUIRED = ("id", "device", "port", "monthly_revenue")
 UNITS = 1_000_000  # revenue is also kept in integer millionths: sums are exact, any order
@@ -65,6 +65,8 @@ class SubscriberModel(Strict):
     churn_risk: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
     contact: Contact = Field(default_factory=Contact)
     consent: Consent = Field(default_factory=Consent)
+    # the subscriber's plan speed (plan saturation is judged against it); 10^7 Mb/s = 10 Pb/s
+    plan_mbps: float | None = Field(default=None, gt=0, le=1e7, allow_inf_nan=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,7 @@ class Subscriber:
     phone: str | None
     consent_email: bool
     consent_sms: bool
+    plan_mbps: float | None = None
 
 
 def subscriber(m: SubscriberModel) -> Subscriber:
@@ -93,7 +96,7 @@ def subscriber(m: SubscriberModel) -> Subscriber:
         onu_id=m.onu_id, modem_mac=m.modem_mac, cpe_mac=m.cpe_mac,
         monthly_revenue=m.monthly_revenue, sla_tier=m.sla_tier, contract_end=m.contract_end,
         churn_risk=m.churn_risk, email=m.contact.email, phone=m.contact.phone,
-        consent_email=m.consent.email, consent_sms=m.consent.sms,
+        consent_email=m.consent.email, consent_sms=m.consent.sms, plan_mbps=m.plan_mbps,
     )
 
 
@@ -116,6 +119,7 @@ class _Chunk(NamedTuple):
     email: Sequence[str]
     phone: Sequence[str]
     consent: bytes
+    plan: array[float]  # Mb/s; 0.0: none
 
 
 class _Packed(NamedTuple):
@@ -218,6 +222,7 @@ class SubscriberTable:
         self.email = TextColumn()
         self.phone = TextColumn()
         self.consent = bytearray()  # bit 0: e-mail, bit 1: SMS
+        self.plan: array[float] = array("d")  # plan speed, Mb/s; 0.0: none
         self.lines: array[int] = array("l")
         self.files: list[tuple[int, str]] = []  # (first row, file), in row order
         self.parts: list[PartIndex] = []  # parts already indexed (by another process)
@@ -244,6 +249,7 @@ class SubscriberTable:
         self.email.append(s.email or "")
         self.phone.append(s.phone or "")
         self.consent.append(s.consent_email | s.consent_sms << 1)
+        self.plan.append(s.plan_mbps or 0.0)
         self.lines.append(line or 0)
 
     def extend(self, chunk: _Chunk, file: str, lines: Sequence[int]) -> None:
@@ -314,7 +320,7 @@ class SubscriberTable:
             self.tiers[self.tier[row]], dt.date.fromordinal(end) if end else None,
             self.churn[row],
             self.email[row] or None, self.phone[row] or None, bool(consent & 1),
-            bool(consent & 2),
+            bool(consent & 2), self.plan[row] or None,
         )
 
 
@@ -389,6 +395,10 @@ class SubscriberRecord:
     def consent_sms(self) -> bool:
         return bool(self._table.consent[self._row] & 2)
 
+    @property
+    def plan_mbps(self) -> float | None:
+        return self._table.plan[self._row] or None
+
     def subscriber(self) -> Subscriber:
         return self._table.subscriber(self._row, self.id)
 
@@ -426,6 +436,15 @@ def _decimal(v: str) -> float:
 def _churn(v: str) -> float:
     x = _decimal(v) if v else 0.0
     if x > 1.0:
+        raise ValueError(v)
+    return x
+
+
+def _plan(v: str) -> float:
+    if not v:
+        return 0.0
+    x = _decimal(v)
+    if not 0.0 < x <= 1e7:
         raise ValueError(v)
     return x
 
@@ -485,6 +504,7 @@ class _Columns:
         self.revenue = _Converted(_decimal)
         self.churn = _Converted(_churn)
         self.end = _Converted(_date)
+        self.plan = _Converted(_plan)
 
     def convert(self, cols: Sequence[Sequence[str]], n: int) -> _Chunk | None:
         """Columns of ``n`` rows converted, or None when a value is not obviously valid."""
@@ -504,8 +524,12 @@ class _Columns:
         churn = self.churn.column(col("churn_risk"))
         ends = self.end.column(col("contract_end"))
         tier = self.tier.column(col("sla_tier"))
+        plan: array[float] | None = array("d", [0.0]) * n  # most files have no plans
+        if "plan_mbps" in pos:
+            got = self.plan.column(cols[pos["plan_mbps"]])
+            plan = None if got is None else array("d", got)
         if device is None or port is None or revenue is None or churn is None or \
-                ends is None or tier is None:
+                ends is None or tier is None or plan is None:
             return None
         email, phone = col("email"), col("phone")
         if not all(map(_EMAIL.fullmatch, filter(None, email))) or \
@@ -523,5 +547,5 @@ class _Columns:
             units=array("q", map(round, map(operator.mul, revenue, repeat(float(UNITS))))),
             tier=array("i", tier),
             contract_end=array("i", ends), churn=array("d", churn), email=email,
-            phone=phone, consent=consent,
+            phone=phone, consent=consent, plan=plan,
         )

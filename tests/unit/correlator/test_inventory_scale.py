@@ -117,6 +117,7 @@ VALUES: dict[str, list[str]] = {
               "1" * 21],
     "consent_email": ["", "true", "false", "1", "0", "True", "yes", "no", "on", "x"],
     "consent_sms": ["", "true", "false", "1", "0", "FALSE", "n"],
+    "plan_mbps": ["", "100", "1000.5", "0.25", "0", "-5", "1e3", "x", "10000001"],
 }
 GOOD = {"id": "S-1", "device": "olt1", "port": "pon0/1", "monthly_revenue": "30.00"}
 
