@@ -11,15 +11,15 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from actions.faults import FaultInjector
 from actions.guardrails import Decision, Guardrails, GuardVerdict, decide_outcome, inputs_of
-from actions.journal import Journal, JournalRow
-from actions.policy import Policy, decide
+from actions.journal import Decided, Journal, JournalRow
+from actions.policy import Policy, decide, hold_until
 from actions.types import (
     RETRY_AFTER_CAP,
     ActionPlan,
@@ -28,7 +28,7 @@ from actions.types import (
     ExecutorContext,
     idempotency_key,
 )
-from correlator.incidents import IncidentEvent
+from correlator.incidents import Incident, IncidentEvent
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ def plans_for(policy: Policy, event: IncidentEvent,
             key=key, incident_id=event.incident.id, event=event.type, rule=rule.name,
             target=ref.target, executor=target.kind,
             payload=build_payload(event, rule.name, key), dry_run=dry, inputs=inputs,
+            not_before=hold_until(rule, event),
         )
         expand = getattr(executors.get(ref.target), "expand", None)
         if expand is None:
@@ -98,15 +99,41 @@ def _rekeyed(base: ActionPlan, p: ActionPlan, what: str) -> ActionPlan:
     payload = dict(p.payload)
     if "idempotency_key" in payload:
         payload["idempotency_key"] = key
+    holds = [t for t in (base.not_before, p.not_before) if t is not None]
     return replace(base, key=key, recipient=p.recipient, amount=p.amount, payload=payload,
-                   not_before=p.not_before)
+                   not_before=max(holds) if holds else None)
+
+
+def missed(inc: Incident, last: Decided | None, since: float = 0.0) -> list[IncidentEvent]:
+    """The events of ``inc`` (as saved now) that come after ``last``, the latest one the
+    journal decided on: ``opened`` if nothing was (and it opened after ``since``), then an
+    ``updated`` for a newer revision of an open incident, its ``mitigated`` after the
+    last decided event, or its end (``resolved``, ``merged``) if that was not decided.
+    Intermediate revisions are not replayed: only the incident's current state is known."""
+    out: list[IncidentEvent] = []
+    if last is None and inc.opened_at >= since:
+        out.append(IncidentEvent("opened", inc, inc.opened_at))
+    newer = inc.revision > (last.revision if last is not None else 1)
+    if inc.state == "open" and newer:
+        out.append(IncidentEvent("updated", inc, inc.updated_at))
+    fixed = inc.mitigated_at
+    if inc.state == "open" and fixed is not None and (last is None or last.ts < fixed):
+        out.append(IncidentEvent("mitigated", inc, fixed))
+    ended = last is not None and last.event in ("resolved", "merged")
+    if inc.state != "open" and not ended:
+        end = inc.resolved_at if inc.resolved_at is not None else inc.updated_at
+        out.append(IncidentEvent("resolved" if inc.state == "resolved" else "merged", inc,
+                                 end))
+    return out
 
 
 class Dispatcher:
     """Turns incident events into journaled actions and executes them.
 
     ``down_share``: which share (0..1) of the devices looks down now, for the blast-radius
-    guardrail. ``faults``: test-only fault injection (default: ``NETREFLEX_FAULT``)."""
+    guardrail. ``faults``: test-only fault injection (default: ``NETREFLEX_FAULT``).
+    ``incident(id)``: the incident as the correlator has it now (a rule's
+    ``min_duration``)."""
 
     def __init__(
         self,
@@ -119,12 +146,14 @@ class Dispatcher:
         on_result: Callable[[ActionResult], None] | None = None,
         down_share: Callable[[], float] | None = None,
         faults: FaultInjector | None = None,
+        incident: Callable[[str], Incident | None] | None = None,
     ) -> None:
         self.journal = journal
         self.executors = dict(executors)
         self.clock = clock
         self.on_result = on_result
-        self.guardrails = Guardrails(policy, journal, down_share=down_share)
+        self.guardrails = Guardrails(policy, journal, down_share=down_share,
+                                     incident=incident)
         self._fault = faults if faults is not None else FaultInjector.from_env()
         self._sem = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
@@ -139,10 +168,14 @@ class Dispatcher:
         self.guardrails.use(policy)
 
     def submit(self, event: IncidentEvent) -> list[ActionPlan]:
-        """Journal what policy asks for this event. Returns the newly planned actions."""
+        """Journal what policy asks for this event, and that it was decided on (see
+        ``catch_up``). Returns the newly planned actions."""
+        inc = event.incident
+        self._fault("before_submit", inc.id)
         plans, broken = plans_for(self.policy, event, self.executors)
         now = self.clock()
-        fresh = self.journal.plan(plans, now) if plans else []
+        fresh = self.journal.plan(plans, now, Decided(inc.id, event.type, inc.revision,
+                                                      event.ts))
         for p in fresh:
             log.info("action planned action=%s incident=%s event=%s rule=%s target=%s%s%s",
                      p.key, p.incident_id, p.event, p.rule, p.target,
@@ -155,6 +188,25 @@ class Dispatcher:
         if fresh:
             self._wake.set()
         return fresh
+
+    def catch_up(self, incidents: Iterable[Incident]) -> list[IncidentEvent]:
+        """Decide again the events a crash kept from the journal: the daemon saves an
+        incident, then submits its event; a process killed in between restarts with the
+        incident saved and its actions never planned. Each incident's latest event that
+        the journal has not decided on (see ``missed``) is submitted now, at its own
+        time; idempotency keys make a repeat harmless. Returns the events submitted."""
+        since = self.journal.decided_since()
+        out: list[IncidentEvent] = []
+        for inc in incidents:
+            if max(inc.updated_at, inc.resolved_at or 0.0) < since:
+                continue  # from before this journal kept decisions: nothing to go on
+            for ev in missed(inc, self.journal.decided(inc.id), since):
+                log.warning("incident event not decided before the last stop; deciding it "
+                            "now incident=%s event=%s revision=%d", inc.id, ev.type,
+                            inc.revision)
+                self.submit(ev)
+                out.append(ev)
+        return out
 
     # --- approvals -----------------------------------------------------------------------
 

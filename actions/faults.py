@@ -4,6 +4,8 @@
 ``kill -9`` would (``os._exit(137)``: no cleanup, no flush, no journal update) the first
 time an action -- or the action whose key starts with ``KEY`` -- reaches ``POINT``:
 
+- ``before_submit`` (KEY: an incident id): the incident is saved with its new state; its
+  event has not been decided on (nothing journaled for it yet)
 - ``after_plan``: the action is journaled ``planned``; nothing has run yet
 - ``after_hold``: it has just been put in ``waiting_approval``
 - ``after_start``: it is journaled ``running``; the executor has not been called
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from actions.errors import ActionError
 
 ENV = "NETREFLEX_FAULT"
-POINTS = ("after_plan", "after_hold", "after_start", "after_send", "after_finish")
+POINTS = ("before_submit", "after_plan", "after_hold", "after_start", "after_send", "after_finish")
 EXIT_CODE = 137  # what a shell reports for a process killed by SIGKILL
 
 
@@ -47,6 +49,7 @@ class FaultInjector:
 
     def __call__(self, point: str, key: str) -> None:
         if self.point == point and key.startswith(self.key):
-            os.write(2, f"netreflex: {ENV}={point} reached by action {key}: dying now "
+            what = "incident" if point == "before_submit" else "action"
+            os.write(2, f"netreflex: {ENV}={point} reached by {what} {key}: dying now "
                         f"(exit {EXIT_CODE}, like kill -9)\n".encode())
             os._exit(EXIT_CODE)

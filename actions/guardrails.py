@@ -29,7 +29,7 @@ from actions.guardrail_config import (
     QuietHours,
     RateLimit,
 )
-from actions.policy import Policy
+from actions.policy import Policy, span
 from actions.types import ActionPlan, Outcome
 from correlator.incidents import Incident
 
@@ -144,6 +144,10 @@ class TokenBucket:
         self._refill(now)
         self.tokens -= 1.0
 
+    def give_back(self, now: float) -> None:
+        self._refill(now)
+        self.tokens = min(self.capacity, self.tokens + 1.0)
+
     def full(self, now: float) -> bool:
         self._refill(now)
         return self.tokens >= self.capacity
@@ -168,12 +172,15 @@ class Breaker:
 class Guardrails:
     """Every guardrail of one policy. ``down_share`` says which share (0..1) of the devices
     looks down now; without it (offline replay) the blast radius is not evaluated.
-    ``live``: False in an offline replay, where circuit breakers have nothing to go on."""
+    ``live``: False in an offline replay, where circuit breakers have nothing to go on.
+    ``incident(id)``: the incident now, for a rule's ``min_duration``; without it that
+    check is not evaluated."""
 
     policy: Policy
     messages: MessageLog
     down_share: Callable[[], float] | None = None
     live: bool = True
+    incident: Callable[[str], Incident | None] | None = None  # as the correlator has it now
     _buckets: dict[tuple[str, str], TokenBucket] = field(default_factory=dict)
     _breakers: dict[str, Breaker] = field(default_factory=dict)
     _checks: int = 0
@@ -203,6 +210,7 @@ class Guardrails:
             verdicts.append(GuardVerdict("policy", "blocked", f"rule {plan.rule} is no longer "
                                          "in the policy; nothing decides this action now"))
             return decide_outcome(verdicts)
+        verdicts.extend(self._min_duration(plan, rule.when.min_duration, now))
         verdicts.extend(self._maintenance(plan, f))
         verdicts.extend(self._message_caps(plan, now))
         verdicts.append(self._approval(plan, f, now, rule.approval is not None
@@ -229,9 +237,13 @@ class Guardrails:
                 br.trial = plan.key
 
     def observe(self, plan: ActionPlan, outcome: Outcome, now: float) -> None:
-        """What the attempt came to: feeds the target's circuit breaker."""
+        """What the attempt came to: feeds the target's circuit breaker. ``wait`` (the
+        executor did nothing, not yet) gives back what ``commit`` took."""
+        if outcome == "wait":
+            self._release(plan, now)
+            return
         cb = self.config.circuit_breaker
-        if cb is None or outcome in ("dry_run", "blocked", "wait"):
+        if cb is None or outcome in ("dry_run", "blocked"):
             return
         br = self._breakers.setdefault(plan.target, Breaker())
         if outcome == "succeeded":
@@ -240,6 +252,19 @@ class Guardrails:
         br.failures += 1
         if br.trial is not None or br.failures >= cb.failures:
             br.opened_at, br.trial = now, None
+
+    def _release(self, plan: ActionPlan, now: float) -> None:
+        """Undo ``commit`` for an attempt that did nothing: its tokens go back to their
+        buckets (an executor that keeps saying "wait" must not starve the others), and a
+        half-open circuit's trial slot is freed."""
+        for lim in self.config.rate_limits:
+            scope = self._scope(lim, plan)
+            b = None if scope is None else self._buckets.get((lim.name, scope))
+            if b is not None:
+                b.give_back(now)
+        br = self._breakers.get(plan.target)
+        if br is not None and br.trial == plan.key:
+            br.trial = None
 
     def breaker_state(self, target: str, now: float) -> str:
         cb = self.config.circuit_breaker
@@ -250,6 +275,30 @@ class Guardrails:
 
     def _kinds(self, listed: Iterable[str] | None) -> tuple[str, ...]:
         return tuple(listed) if listed is not None else tuple(self.config.customer_facing)
+
+    def _min_duration(self, plan: ActionPlan, least: float | None,
+                      now: float) -> list[GuardVerdict]:
+        """An ``opened`` action of a rule with ``min_duration`` runs only once the incident
+        has been open that long, and is dropped if it ended (resolved, merged) sooner."""
+        if least is None or plan.event != "opened":
+            return []
+        inc = None if self.incident is None else self.incident(plan.incident_id)
+        if inc is None:
+            return [GuardVerdict("min_duration", "allowed",
+                                 "not evaluated: the incident is not known here")]
+        due = inc.opened_at + least
+        if inc.resolved_at is not None and inc.resolved_at < due:
+            return [GuardVerdict("min_duration", "blocked",
+                                 f"incident {inc.state} after "
+                                 f"{span(round(inc.resolved_at - inc.opened_at))}, before "
+                                 f"min_duration {span(least)}: dropped")]
+        if now < due:
+            return [GuardVerdict("min_duration", "deferred",
+                                 f"held until the incident has been open {span(least)} "
+                                 "(min_duration)", until=due)]
+        return [GuardVerdict("min_duration", "allowed",
+                             f"incident open for {span(round(now - inc.opened_at))} "
+                             f"(min_duration {span(least)})")]
 
     def _maintenance(self, plan: ActionPlan, f: Mapping[str, Any]) -> list[GuardVerdict]:
         g = self.config
@@ -270,7 +319,7 @@ class Guardrails:
         if plan.executor not in kinds:
             return []
         sent = self.messages.messages_since(plan.recipient, kinds, now - mc.window, plan.key)
-        window = _span(mc.window)
+        window = span(mc.window)
         if sent >= mc.max:
             return [GuardVerdict("message_caps", "blocked",
                                  f"{plan.recipient} already got {sent} message(s) in the last "
@@ -358,7 +407,7 @@ class Guardrails:
             scope = self._scope(lim, plan)
             if scope is None:
                 continue
-            what = (f"rate limit {lim.name} ({lim.rate:g} per {_span(lim.every)} per "
+            what = (f"rate limit {lim.name} ({lim.rate:g} per {span(lim.every)} per "
                     f"{lim.per} {scope})")
             wait = self._bucket(lim, scope, now).wait(now)
             if wait <= 0:
@@ -457,9 +506,3 @@ def quiet_until(qh: QuietHours, now: float) -> float | None:
     end = dt.datetime.combine(day, qh.end, tzinfo=tz).timestamp()
     return max(end, now + 1.0)
 
-
-def _span(seconds: float) -> str:
-    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"

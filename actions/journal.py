@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 
 from actions.errors import ActionNotFound, ActionStateConflict, JournalError
 from actions.types import ActionPlan
+from correlator.sqlite_util import open_state_db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS actions (
@@ -48,6 +50,14 @@ CREATE TABLE IF NOT EXISTS actions (
 );
 CREATE INDEX IF NOT EXISTS actions_due ON actions(state, next_at);
 CREATE INDEX IF NOT EXISTS actions_incident ON actions(incident_id);
+-- the last incident event decided on, per incident: what a restart must decide again
+CREATE TABLE IF NOT EXISTS decided (
+    incident_id TEXT PRIMARY KEY,
+    event TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    ts REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value REAL NOT NULL) WITHOUT ROWID;
 """
 
 # columns added after the first release: (name, declaration); added to old journals at open
@@ -80,6 +90,17 @@ MOVES: Mapping[str, tuple[str, ...]] = {
 _COLS = ("key, incident_id, event, rule, target, executor, state, dry_run, attempts, next_at, "
          "created_at, updated_at, last_error, status_code, recipient, amount, verdicts, "
          "expires_at, approval, started_at")
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """The last event of one incident that policy was asked about (``revision``: the
+    incident's then), written with the actions it planned, in one transaction."""
+
+    incident_id: str
+    event: str
+    revision: int
+    ts: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,22 +150,24 @@ def _json(value: object) -> str:
 class Journal:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        self._db = open_state_db(self.path, _SCHEMA, what="action journal", error=JournalError)
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
             have = {r[1] for r in self._db.execute("PRAGMA table_info(actions)")}
             for name, decl in _ADDED:
                 if name not in have:
                     self._db.execute(f"ALTER TABLE actions ADD COLUMN {name} {decl}")
             self._db.execute(
                 "CREATE INDEX IF NOT EXISTS actions_recipient ON actions(recipient, started_at)")
+            # since when ``decided`` is kept: from the start in a new journal; from now in
+            # one written by a version without it (it says nothing about earlier events)
+            old = self._db.execute("SELECT COUNT(*) FROM decided").fetchone()[0] == 0 and \
+                self._db.execute("SELECT COUNT(*) FROM actions").fetchone()[0] > 0
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta(name, value) VALUES('decided_since', ?)",
+                (time.time() if old else 0.0,))
         except sqlite3.Error as exc:
-            raise JournalError(
-                f"cannot open action journal {self.path}: {exc}; check that the state "
-                "directory exists and is writable by the netreflex user"
-            ) from exc
+            raise JournalError(f"cannot bring action journal {self.path} up to date: {exc}; "
+                               "check that it is writable by the netreflex user") from exc
 
     def _exec(self, sql: str, args: Sequence[object] = ()) -> sqlite3.Cursor:
         try:
@@ -154,12 +177,20 @@ class Journal:
 
     # --- planning and picking up -------------------------------------------------------
 
-    def plan(self, plans: list[ActionPlan], now: float) -> list[ActionPlan]:
-        """Record plans; return only those not already in the journal (new decisions)."""
+    def plan(self, plans: list[ActionPlan], now: float,
+             decided: Decided | None = None) -> list[ActionPlan]:
+        """Record plans; return only those not already in the journal (new decisions).
+        ``decided``: the event they were decided on, recorded in the same transaction."""
         fresh: list[ActionPlan] = []
         try:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
+                if decided is not None:
+                    self._db.execute(
+                        "INSERT INTO decided(incident_id, event, revision, ts) VALUES(?,?,?,?) "
+                        "ON CONFLICT(incident_id) DO UPDATE SET event=excluded.event, "
+                        "revision=excluded.revision, ts=excluded.ts",
+                        (decided.incident_id, decided.event, decided.revision, decided.ts))
                 for p in plans:
                     cur = self._db.execute(
                         "INSERT OR IGNORE INTO actions(key, incident_id, event, rule, target, "
@@ -328,6 +359,23 @@ class Journal:
             (recipient, since, exclude, *executors),
         ).fetchone()
         return int(row[0])
+
+    def decided(self, incident_id: str) -> Decided | None:
+        """The last event of ``incident_id`` that was decided on, or None."""
+        row = self._exec("SELECT incident_id, event, revision, ts FROM decided "
+                         "WHERE incident_id=?", (incident_id,)).fetchone()
+        return None if row is None else Decided(str(row[0]), str(row[1]), int(row[2]),
+                                                float(row[3]))
+
+    def decided_since(self) -> float:
+        """Since when (Unix time) decided events are recorded in this journal."""
+        row = self._exec("SELECT value FROM meta WHERE name='decided_since'").fetchone()
+        return float(row[0])
+
+    def last_decided_at(self) -> float | None:
+        """The time of the latest event decided on, or None."""
+        row = self._exec("SELECT MAX(ts) FROM decided").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
 
     def get(self, key: str) -> JournalRow | None:
         rows = self.rows("WHERE key=?", (key,))

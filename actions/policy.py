@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -9,16 +10,55 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from actions.guardrail_config import Approval, GuardrailPolicy
+from actions.guardrail_config import Approval, GuardrailPolicy, Seconds
 from actions.targets import Target
 from correlator.incidents import IncidentEvent, IncidentKind
+from correlator.maintenance import DAYS, Day, TimeOfDay, TimeZoneName, zone
 from probes.source import Located, Problem, SourceError, Strict, load_yaml, validate
 
-EventName = Literal["opened", "updated", "resolved", "merged"]
+EventName = Literal["opened", "updated", "resolved", "merged", "mitigated",
+                    "remediation_failed"]
 
 
 def _default_events() -> list[EventName]:
     return ["opened", "resolved"]
+
+
+class TimeWindow(Strict):
+    """``time_of_day``: the event happened between ``start`` and ``end``, local time in
+    ``timezone``, on one of ``days`` (default: every day). A window that crosses midnight
+    (22:00-06:00) belongs to the day it starts on."""
+
+    start: TimeOfDay = Field(description='local time, "HH:MM"')
+    end: TimeOfDay = Field(description='local time, "HH:MM" (not included)')
+    timezone: TimeZoneName
+    days: list[Day] | None = Field(default=None, min_length=1,
+                                   description="mon..sun; the day the window starts on")
+
+    @model_validator(mode="after")
+    def _possible(self) -> TimeWindow:
+        if self.start == self.end:
+            raise ValueError(f"start and end are both {self.start:%H:%M}: the window would "
+                             "be empty; give two different times")
+        return self
+
+    def describe(self) -> str:
+        days = "" if self.days is None else " " + ",".join(self.days)
+        return f"{self.start:%H:%M}-{self.end:%H:%M}{days} {self.timezone}"
+
+    def contains(self, ts: float) -> bool:
+        local = dt.datetime.fromtimestamp(ts, zone(self.timezone))
+        t, day = local.time(), local.weekday()
+        if self.start < self.end:
+            inside = self.start <= t < self.end
+        elif t >= self.start:  # crosses midnight, evening part: starts today
+            inside = True
+        else:  # morning part: the window started yesterday
+            inside, day = t < self.end, (day - 1) % 7
+        return inside and (self.days is None or DAYS[day] in self.days)
+
+    def local(self, ts: float) -> str:
+        return f"{dt.datetime.fromtimestamp(ts, zone(self.timezone)):%a %H:%M}"
 
 
 class Match(Strict):
@@ -36,6 +76,11 @@ class Match(Strict):
         default=None, description="true: only incidents inside a maintenance window or "
                                   "silence; false: only the others",
     )
+    time_of_day: TimeWindow | None = Field(
+        default=None, description="the event happened inside this local time window")
+    min_duration: Seconds | None = Field(
+        default=None, description="the incident has been open at least this long (see "
+                                  "hold_until for opened events)")
 
 
 class ActionRef(Strict):
@@ -70,25 +115,32 @@ class Policy(Strict):
 
 
 def matches(rule: Rule, event: IncidentEvent) -> bool:
-    m = rule.when
+    return not explain(rule, event)
+
+
+def span(seconds: float) -> str:
+    """``90`` → ``90s``, ``900`` → ``15m``, ``7200`` → ``2h``: a duration as people write it."""
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def open_for(event: IncidentEvent) -> float:
+    """How long the incident had been open at ``event``: its whole life once resolved."""
     inc = event.incident
-    if event.type not in m.events:
-        return False
-    if m.kind is not None and inc.kind not in m.kind:
-        return False
-    if m.severity is not None and inc.severity not in m.severity:
-        return False
-    if m.role is not None and inc.role not in m.role:
-        return False
-    if m.site is not None and inc.site not in m.site:
-        return False
-    if inc.impact.subscriber_count < m.min_subscribers:
-        return False
-    if inc.impact.revenue_at_risk < m.min_revenue:
-        return False
-    if m.sla_tier is not None and not set(m.sla_tier) & set(inc.impact.subscribers_by_tier):
-        return False
-    return m.planned is None or inc.planned == m.planned
+    until = inc.resolved_at if inc.resolved_at is not None else event.ts
+    return max(0.0, until - inc.opened_at)
+
+
+def hold_until(rule: Rule, event: IncidentEvent) -> float | None:
+    """For an ``opened`` event and a rule with ``min_duration``: when its actions may
+    first run (opened_at + min_duration); until then they wait in the journal, and they
+    are dropped (blocked) if the incident resolves first. None: no hold."""
+    m = rule.when.min_duration
+    if m is None or event.type != "opened":
+        return None
+    return event.incident.opened_at + m
 
 
 def _listed(values: Iterable[str]) -> str:
@@ -125,6 +177,14 @@ def explain(rule: Rule, event: IncidentEvent) -> list[str]:
     if m.planned is not None and inc.planned != m.planned:
         why.append(f"planned is {str(inc.planned).lower()}, the rule wants "
                    f"planned {str(m.planned).lower()}")
+    if m.time_of_day is not None and not m.time_of_day.contains(event.ts):
+        why.append(f"{event.type} at {m.time_of_day.local(event.ts)}, outside time_of_day "
+                   f"{m.time_of_day.describe()}")
+    if m.min_duration is not None and event.type != "opened" \
+            and open_for(event) < m.min_duration:
+        verb = "lasted" if event.incident.resolved_at is not None else "open for"
+        why.append(f"incident {verb} {span(round(open_for(event)))}, less than "
+                   f"min_duration {span(m.min_duration)}")
     return why
 
 

@@ -5,8 +5,10 @@ one event per line -- the webhook / action-log payload (``{"event": ..., "incide
 {...}}``) or ``Incident.to_dict()`` with an ``"event"`` key -- and says, for each, which
 rules fire, on which targets, and what every guardrail would do at the event's time.
 Guardrails that need the live daemon (blast radius: how much is down; circuit breakers:
-delivery history) say "not evaluated"; approvals show as waiting. Each allowed action
-counts against rate limits and message caps as if it had been sent. Nothing is sent.
+delivery history) say "not evaluated"; approvals show as waiting. An action held back by
+a rule's ``min_duration`` is judged at the time it would run, against the incident as the
+recording last shows it (blocked if it resolved sooner). Each allowed action counts
+against rate limits and message caps as if it had been sent. Nothing is sent.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any, TextIO, cast, get_args
 from actions.dispatcher import plans_for
 from actions.guardrails import Guardrails
 from actions.journal import Journal
-from actions.policy import Policy
+from actions.policy import Policy, evaluate
 from actions.types import Executor
 from correlator.incidents import EventType, Incident, IncidentEvent
 from probes.source import Problem, SourceError
@@ -44,6 +46,7 @@ class Replayed:
     outcome: str = "none"  # allowed | waiting | deferred | blocked | duplicate | failed | none
     reason: str = ""
     verdicts: tuple[Mapping[str, Any], ...] = ()
+    why_not: tuple[str, ...] = ()  # no rule fired: "rule: why it did not match", each rule
 
     @property
     def ident(self) -> tuple[int, str | None, str | None, str | None]:
@@ -54,7 +57,7 @@ class Replayed:
                 "ts": self.ts, "rule": self.rule, "target": self.target,
                 "recipient": self.recipient, "key": self.key, "dry_run": self.dry_run,
                 "outcome": self.outcome, "reason": self.reason,
-                "verdicts": [dict(v) for v in self.verdicts]}
+                "verdicts": [dict(v) for v in self.verdicts], "why_not": list(self.why_not)}
 
 
 def read_events(path: str | os.PathLike[str]) -> list[IncidentEvent]:
@@ -104,16 +107,21 @@ def replay(policy: Policy, events: Iterable[IncidentEvent], *,
            executors: Mapping[str, Executor] | None = None) -> list[Replayed]:
     """What ``policy`` would do with ``events``, replayed in time order (stable) and
     numbered in that order (see the module docstring)."""
+    ordered = sorted(events, key=lambda e: e.ts)
+    last = {ev.incident.id: ev.incident for ev in ordered}  # as the recording ends
     journal = Journal(":memory:")
-    guard = Guardrails(policy, journal, down_share=None, live=False)
+    guard = Guardrails(policy, journal, down_share=None, live=False, incident=last.get)
     out: list[Replayed] = []
     try:
-        for i, ev in enumerate(sorted(events, key=lambda e: e.ts), 1):
+        for i, ev in enumerate(ordered, 1):
             inc = ev.incident
             plans, broken = plans_for(policy, ev, executors or {})
             fresh = {p.key for p in journal.plan(plans, ev.ts)}
             if not plans:
-                out.append(Replayed(i, inc.id, ev.type, ev.ts, reason="no rule fired"))
+                why_not = tuple(f"{v.rule.name}: {'; '.join(v.reasons)}"
+                                for v in evaluate(policy, ev) if v.reasons)
+                out.append(Replayed(i, inc.id, ev.type, ev.ts, reason="no rule fired",
+                                    why_not=why_not))
             for p in plans:
                 base = Replayed(i, inc.id, ev.type, ev.ts, rule=p.rule, target=p.target,
                                 recipient=p.recipient, key=p.key, dry_run=p.dry_run)
@@ -124,10 +132,11 @@ def replay(policy: Policy, events: Iterable[IncidentEvent], *,
                 if p.key in broken:
                     out.append(replace(base, outcome="failed", reason=broken[p.key]))
                     continue
-                d = guard.check(p, ev.ts)
+                at = max(ev.ts, p.not_before or ev.ts)  # held back (min_duration): then
+                d = guard.check(p, at)
                 if d.outcome == "allowed" and not p.dry_run:
-                    guard.commit(p, ev.ts)
-                    journal.start(p.key, ev.ts)
+                    guard.commit(p, at)
+                    journal.start(p.key, at)
                 out.append(replace(base, outcome=d.outcome,
                                    reason="" if d.outcome == "allowed" else d.reason,
                                    verdicts=tuple(d.to_dicts())))
@@ -182,6 +191,8 @@ def render(results: Sequence[Replayed], out: TextIO, *, title: str,
             last = r.index
         if r.rule is None:
             out.write("  no rule fired\n")
+            for line in r.why_not:
+                out.write(f"      rule {line}\n")
             continue
         out.write(f"  {_what(r)}\n")
         for v in r.verdicts:  # what else would have held it, beyond what decided

@@ -9,7 +9,9 @@ safe for a topic level: ``/``, ``+``, ``#`` become ``_``, an empty value ``none`
 
 ``eventType`` is ``IncidentCreateEvent`` (opened), ``IncidentAttributeValueChangeEvent``
 (updated) or ``IncidentStateChangeEvent`` (resolved, merged); results published with
-:meth:`MqttExecutor.publish_result` are ``ActionStateChangeEvent`` with ``event.action``.
+:meth:`MqttExecutor.publish_result` are ``ActionStateChangeEvent`` with ``event.action``:
+the daemon publishes every action's result (each attempt's outcome, not ``wait``) through
+every mqtt target whose ``result_topic`` is set (``publish_results``).
 QoS 1 by default: the broker acknowledges each message; a subscriber may see a message
 twice and drops duplicates on ``eventId``. One connection per executor, opened on first
 use and re-opened once when a publish finds it broken. Broker unreachable → ``retry``;
@@ -26,7 +28,7 @@ import re
 import ssl
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -87,6 +89,29 @@ def result_event(result: ActionResult, incident_id: str | None, now: float) -> d
             "statusCode": result.status_code, "retryAfter": result.retry_after,
         }},
     }
+
+
+def result_publishers(executors: Mapping[str, object]) -> list[MqttExecutor]:
+    """The mqtt executors that publish action results (``result_topic`` set)."""
+    return [ex for ex in executors.values()
+            if isinstance(ex, MqttExecutor) and ex.target.result_topic is not None]
+
+
+async def publish_results(publishers: Sequence[MqttExecutor], result: ActionResult,
+                          incident_id: str | None) -> None:
+    """Publish ``result`` through each of ``publishers``; one broker's failure is logged
+    and does not stop the others (results are best effort: not journaled, not retried)."""
+    sent = await asyncio.gather(*(ex.publish_result(result, incident_id)
+                                  for ex in publishers), return_exceptions=True)
+    for ex, r in zip(publishers, sent, strict=True):
+        if isinstance(r, asyncio.CancelledError):
+            raise r
+        if isinstance(r, BaseException):
+            log.error("action result not published target=%s action=%s: %s: %s", ex.name,
+                      result.key, type(r).__name__, r)
+        elif r.outcome != "succeeded":
+            log.warning("action result not published target=%s action=%s: %s", ex.name,
+                        result.key, r.detail)
 
 
 def tls_context(target: MqttTarget) -> ssl.SSLContext | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from actions.errors import JournalError
+from correlator.sqlite_util import MEMORY, open_state_db
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +45,8 @@ class TicketStore:
     daemon that did not pass one: ids are then lost at restart)."""
 
     def __init__(self, state_dir: Path | None) -> None:
-        self.path = ":memory:" if state_dir is None else str(Path(state_dir) / FILE_NAME)
-        try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            if state_dir is not None:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise JournalError(
-                f"cannot open ticket store {self.path}: {exc}; check that the state "
-                "directory exists and is writable by the netreflex user"
-            ) from exc
+        self.path = MEMORY if state_dir is None else str(Path(state_dir) / FILE_NAME)
+        self._db = open_state_db(self.path, _SCHEMA, what="ticket store", error=JournalError)
 
     def get(self, target: str, incident_id: str) -> TicketRef | None:
         row = self._exec(

@@ -99,7 +99,8 @@ def run_until_fault(config: Path, log: Path, fault: str) -> str:
                 proc.wait(10)
     text = log.read_text(errors="replace")
     assert rc == 137, f"exit {rc}, expected the injected death:\n{text}"
-    assert f"NETREFLEX_FAULT={fault} reached by action nrx-" in text
+    subject = "incident INC-" if fault == "before_submit" else "action nrx-"
+    assert f"NETREFLEX_FAULT={fault} reached by {subject}" in text
     assert "Traceback" not in text
     return text
 
@@ -150,6 +151,36 @@ def test_kill_9_at_each_step_neither_loses_nor_repeats(tmp_path: Path, daemons: 
         assert raw[key] == (2 if fault == "after_send" else 1), raw
         assert [d.body["event"] for d in rx.snapshot()] == ["opened"] * raw[key]
         assert len(journal(tmp_path / "state")) == 1  # never planned twice
+        assert d.terminate() == 0
+        assert "Traceback" not in d.text()
+
+
+def test_kill_9_between_saving_an_incident_and_journaling_its_event(
+        tmp_path: Path, daemons: Any) -> None:
+    """The incident is saved, its event never reached the journal: the restarted daemon
+    (which sees the device still down, so no new event comes) decides it from the saved
+    incident, and the action is delivered once."""
+    state = tmp_path / "state"
+    with WebhookReceiver() as rx:
+        config = write_config(tmp_path, rx.url)
+        log = tmp_path / "daemon.log"
+        run_until_fault(config, log, "before_submit")
+        assert journal(state) == [] and rx.snapshot() == []
+        with sqlite3.connect(state / "incidents.db") as con:
+            assert con.execute("SELECT id, state FROM incidents").fetchall() == [
+                ("INC-000001", "open")]
+
+        d: DaemonProcess = daemons(config, log).start()
+        wait_until(lambda: [r for r in journal(state) if r[1] == "succeeded"],
+                   what="the lost action to be decided and delivered after the restart")
+        time.sleep(1.5)
+        assert list(rx.count_by_key().values()) == [1]
+        assert [x.body["event"] for x in rx.snapshot()] == ["opened"]
+        assert "saved but not journaled before the last stop" in d.text()
+        d.kill()  # and once more: nothing is decided twice
+        d.start()
+        time.sleep(1.5)
+        assert list(rx.count_by_key().values()) == [1] and len(journal(state)) == 1
         assert d.terminate() == 0
         assert "Traceback" not in d.text()
 

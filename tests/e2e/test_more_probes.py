@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
+from collector.demo.gnmi import GnmiTarget
 from tests.e2e.conftest import DaemonProcess
 from tests.e2e.test_daemon import _is, for_root, wait_until
 from tests.integration.test_cli_probe import IOS_BGP, IOS_INTERFACES
 from tests.support.fakenos_host import FakeCliDevice
-from tests.support.gnmi_target import GnmiTarget
 from tests.support.receiver import WebhookReceiver
 
 pytestmark = pytest.mark.e2e

@@ -1,4 +1,4 @@
-"""GnmiProbe against a real gRPC gNMI target on loopback (tests/support/gnmi_target.py)."""
+"""GnmiProbe against a real gRPC gNMI target on loopback (collector/demo/gnmi.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from collector.demo.gnmi import GnmiTarget
 from probes.errors import ProbeAuthError, ProbeConfigError
 from probes.gnmi import (
     BGP_PEER_STATE,
@@ -23,7 +24,7 @@ from probes.gnmi import (
 )
 from probes.source import SourceError, parse_yaml, validate
 from probes.types import IF_OPER_STATUS, REACHABLE, STATUS_DOWN, STATUS_UP, Observation
-from tests.support.gnmi_target import GnmiTarget, make_pki
+from tests.support.pki import make_pki
 
 pytestmark = pytest.mark.integration
 

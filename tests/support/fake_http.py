@@ -39,6 +39,7 @@ class FakeService:
     """Subclasses add routes with :meth:`route` in :meth:`setup_routes`."""
 
     prefix = ""
+    wait_timeout = 10.0  # seconds: wait_for's default
 
     def __init__(self, *, statuses: list[int] | None = None, delay: float = 0.0) -> None:
         self.statuses = list(statuses or [])
@@ -134,7 +135,10 @@ class FakeService:
             return list(self.requests)
 
     def wait_for(self, predicate: Callable[[list[Request]], bool],
-                 timeout: float = 10.0) -> list[Request]:
+                 timeout: float | None = None) -> list[Request]:
+        """Poll until ``predicate(requests)`` is true (``wait_timeout`` seconds unless
+        ``timeout``); fail with what did arrive."""
+        timeout = self.wait_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             got = self.snapshot()
@@ -143,7 +147,11 @@ class FakeService:
             time.sleep(0.02)
         got = self.snapshot()
         raise AssertionError(f"{type(self).__name__}: condition not met within {timeout}s; "
-                             f"got {[(r.method, r.path, r.status) for r in got]}")
+                             f"got {self.summary(got)}")
+
+    def summary(self, got: list[Request]) -> list[Any]:
+        """What ``wait_for`` shows when it gives up."""
+        return [(r.method, r.path, r.status) for r in got]
 
 
 def new_id() -> str:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from actions.errors import ActionStateConflict
 from actions.journal import Journal
 from actions.types import ActionPlan, idempotency_key
 
@@ -60,3 +64,27 @@ def test_retry_waits_until_its_time(tmp_path: Path) -> None:
     assert j.due(49.0) == []
     assert [d.key for d in j.due(50.0)] == [p.key]
     assert j.next_due_at() == 50.0
+
+
+def test_not_before_is_the_first_due_time(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db")
+    held, now = replace(plan(), not_before=100.0), replace(plan(target="log"), not_before=5.0)
+    j.plan([held, now], 10.0)
+    assert [p.key for p in j.due(99.0)] == [now.key]  # a past not_before: due at once
+    assert j.next_due_at() == 10.0
+    assert {p.key for p in j.due(100.0)} == {held.key, now.key}
+
+
+def test_postpone_is_not_an_attempt_and_only_from_running(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db")
+    p = plan()
+    j.plan([p], 1.0)
+    with pytest.raises(ActionStateConflict):
+        j.postpone(p.key, 50.0, 2.0, reason="hold-down")  # nothing ran: not "not yet"
+    j.start(p.key, 2.0)
+    j.postpone(p.key, 50.0, 2.0, reason="hold-down")
+    row = j.get(p.key)
+    assert row is not None
+    assert (row.state, row.attempts, row.next_at, row.last_error) == (
+        "planned", 0, 50.0, "hold-down")
+    assert j.due(49.0) == [] and [d.attempts for d in j.due(50.0)] == [0]
