@@ -71,7 +71,7 @@ def test_defaults_keep_a_circuit_breaker_and_nothing_else(tmp_path: Path) -> Non
 def test_unknown_executor_kinds_targets_and_rules_name_file_and_line(tmp_path: Path) -> None:
     f = tmp_path / "policy.yaml"
     got = problems(tmp_path, """\
-  customer_facing: [crm_offer, sms]
+  customer_facing: [crm_offer, carrier_pigeon]
   approvals:
     - name: g
       when:
@@ -81,8 +81,8 @@ def test_unknown_executor_kinds_targets_and_rules_name_file_and_line(tmp_path: P
     - {name: r, per: kind, executors: [carrier_pigeon], rate: 1}
 """)
     assert got[0].startswith(f"{f}:9: guardrails.customer_facing[1]: unknown executor kind "
-                             "(executor kinds: crm_offer, log, ")
-    assert got[0].endswith("(got 'sms')")
+                             "(executor kinds: crm_offer, email, log, ")
+    assert got[0].endswith("(got 'carrier_pigeon')")
     assert got[1] == f"{f}:13: guardrails.approvals[0].when.targets[0]: unknown target " \
                      "(targets: noc, offers) (got 'pager')"
     assert got[2] == f"{f}:14: guardrails.approvals[0].when.rules[1]: unknown rule " \

@@ -167,9 +167,9 @@ def test_check_reports_guardrail_errors_like_any_other(tmp_path: Path,
     p = tmp_path / "etc" / "policy.yaml"
     doc = yaml.safe_load(p.read_text())
     assert "guardrails" in doc  # the example shows them
-    doc["guardrails"]["customer_facing"] = ["sms"]
+    doc["guardrails"]["customer_facing"] = ["carrier_pigeon"]
     p.write_text(yaml.safe_dump(doc, sort_keys=False))
     assert main(["check", str(tmp_path / "etc" / "netreflex.yaml")]) == 78
     err = capsys.readouterr().err
     assert f"{p}:" in err and "guardrails.customer_facing[0]: unknown executor kind" in err
-    assert "(got 'sms')" in err
+    assert "(got 'carrier_pigeon')" in err
