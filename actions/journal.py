@@ -349,13 +349,18 @@ class Journal:
 
     def messages_since(self, recipient: str, executors: Sequence[str], since: float,
                        exclude: str) -> int:
-        """Actions of ``executors`` kinds for ``recipient`` started (at least one attempt,
-        not a dry run) since ``since``, other than ``exclude``: for per-subscriber caps."""
+        """Actions of ``executors`` kinds for ``recipient`` started since ``since`` (not a
+        dry run) that reached or may have reached the subscriber -- succeeded, running, or
+        waiting to be retried --, other than ``exclude``: for per-subscriber caps. A message
+        its executor refused (a flap inside the hold-down, a second copy) or that failed
+        for good was not received and does not count."""
         if not executors:
             return 0
         row = self._exec(
             "SELECT COUNT(*) FROM actions WHERE recipient=? AND started_at >= ? AND key != ? "
-            f"AND dry_run=0 AND executor IN ({','.join('?' * len(executors))})",
+            "AND dry_run=0 AND (state IN ('succeeded', 'running') "
+            "OR (state='planned' AND attempts > 0)) "
+            f"AND executor IN ({','.join('?' * len(executors))})",
             (recipient, since, exclude, *executors),
         ).fetchone()
         return int(row[0])

@@ -166,6 +166,21 @@ def test_messages_since_counts_started_real_actions_per_recipient(j: Journal) ->
     assert j.messages_since("S-2", ["webhook"], 0.0, exclude="x") == 0
 
 
+def test_messages_refused_or_failed_for_good_do_not_count_against_the_cap(j: Journal) -> None:
+    ps = [plan(n, "S-1") for n in range(5)]
+    j.plan(ps, 1.0)
+    for p in ps:
+        j.start(p.key, 10.0)
+    j.block(ps[0].key, 11.0, "resolved within the hold-down: no message for a flap")
+    j.finish(ps[1].key, "failed", 11.0, error="550 mailbox unknown")
+    j.finish(ps[2].key, "succeeded", 11.0)
+    j.retry_at(ps[3].key, 30.0, 11.0, error="451 try later")  # may have reached them
+    # ps[4] is still running: it may be reaching them right now
+    assert j.messages_since("S-1", ["webhook"], 0.0, exclude="x") == 3
+    j.postpone(ps[4].key, 40.0, 12.0, reason="hold-down")  # a 'wait': not an attempt
+    assert j.messages_since("S-1", ["webhook"], 0.0, exclude="x") == 2
+
+
 def test_a_journal_from_the_previous_release_is_upgraded_in_place(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as db:
