@@ -12,12 +12,11 @@ from pydantic import Field, model_validator
 
 from actions.guardrail_config import Approval, GuardrailPolicy, Seconds
 from actions.targets import Target
-from correlator.incidents import IncidentEvent, IncidentKind
+from correlator.incidents import EventType, IncidentEvent, IncidentKind
 from correlator.maintenance import DAYS, Day, TimeOfDay, TimeZoneName, zone
 from probes.source import Located, Problem, SourceError, Strict, load_yaml, validate
 
-EventName = Literal["opened", "updated", "resolved", "merged", "mitigated",
-                    "remediation_failed"]
+EventName = EventType  # one list, in correlator.incidents
 
 
 def _default_events() -> list[EventName]:

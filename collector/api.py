@@ -1,16 +1,19 @@
-"""The supervisor HTTP API: what the daemon knows and why it did what it did; and the one
-thing a person can change through it -- approving or denying an action that waits.
+"""The supervisor HTTP API: what the daemon knows and why it did what it did; and the
+things a person can change through it -- approving or denying an action that waits, and
+creating or ending a silence (ad-hoc maintenance).
 
 Everything under ``/api/v1`` -- including ``/health`` and ``/openapi.json`` -- requires
 ``Authorization: Bearer <daemon.api_token>``: unauthenticated liveness is already served
 by ``/healthz`` on the metrics listener, so the API has one rule and no exceptions.
 Errors are JSON ``{"error": ..., "field": ...}``: 400 names the query parameter or body
 field at fault, 401 carries ``WWW-Authenticate: Bearer``, unknown ids are 404, approving
-an action that is not waiting for approval is 409.
+an action that is not waiting for approval (or ending a silence that already ended) is
+409. A 400 about a body with several problems lists each, with its field, in ``problems``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, get_args
 
 from aiohttp import web
 from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic_core import ErrorDetails
 
 from actions.errors import ActionNotFound, ActionStateConflict
 from actions.policy import Policy, Rule, evaluate, explain
@@ -35,52 +39,72 @@ from collector.api_schema import (
     DecisionOut,
     DenyIn,
     ErrorOut,
+    ExpireIn,
     HealthOut,
     In,
     IncidentExplainOut,
     IncidentListOut,
     IncidentOut,
+    MaintenanceEventListOut,
+    MaintenanceOut,
     Operation,
     Param,
+    ProblemOut,
     RuleOut,
     RuleVerdictOut,
+    SilenceIn,
+    SilenceListOut,
+    SilenceOut,
     TargetOut,
     action_out,
+    event_out,
     incident_out,
     incident_summary,
     openapi_document,
+    silence_out,
+    window_out,
 )
 from collector.errors import CollectorError
 from collector.version import VERSION
+from correlator.errors import MaintenanceError, UnknownSilence
 from correlator.incidents import INCIDENT_KINDS, EventType, Incident, IncidentEvent
+from correlator.maintenance import parse_duration
+from probes.source import dotted
 
 if TYPE_CHECKING:
     from actions.journal import JournalRow
     from collector.daemon import Daemon
+    from correlator.silences import Maintenance
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
 MAX_LIMIT = 1000
+MAX_WITHIN = 366 * 86_400.0
 _ALL_ROWS = 100_000  # an incident's own journal rows: a handful per event in practice
 _INT = re.compile(r"[0-9]{1,7}")
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*|\[[0-9]+\])*")
 
 
 class ApiError(CollectorError):
     """A request the API answers with an error status (4xx) and a JSON body."""
 
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+    def __init__(self, status: int, message: str, field: str | None = None,
+                 problems: list[ProblemOut] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.field = field
+        self.problems = problems
 
 
 def _error(status: int, message: str, field: str | None = None,
-           headers: Mapping[str, str] | None = None) -> web.Response:
+           headers: Mapping[str, str] | None = None,
+           problems: list[ProblemOut] | None = None) -> web.Response:
+    body = ErrorOut(error=message, field=field, problems=problems)
     return web.Response(
-        status=status, text=ErrorOut(error=message, field=field).model_dump_json(),
-        content_type="application/json", headers=headers,
+        status=status, content_type="application/json", headers=headers,
+        text=body.model_dump_json(exclude={"problems"} if problems is None else None),
     )
 
 
@@ -143,14 +167,29 @@ async def _body(request: web.Request, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        name = ".".join(str(p) for p in err["loc"]) or "body"
-        if err["type"] == "extra_forbidden":
-            known = ", ".join(model.model_fields)
-            raise ApiError(400, f"unknown field {name} (accepted: {known})", name) from None
-        if err["type"] == "missing":
-            raise ApiError(400, f"{name} is required", name) from None
-        raise ApiError(400, f"{name}: {err['msg']}", name) from None
+        problems = [_problem(model, err) for err in exc.errors(include_url=False)]
+        raise ApiError(400, problems[0].error, problems[0].field,
+                       problems if len(problems) > 1 else None) from None
+
+
+def _problem(model: type[BaseModel], err: ErrorDetails) -> ProblemOut:
+    """One validation error as ``field: what is wrong``, the field as a dotted path
+    (``match.devices[0]``, as config errors name them)."""
+    name = dotted(err["loc"]) or "body"
+    if err["type"] == "extra_forbidden":
+        owner: Any = model  # the model the unknown key was given to
+        for part in err["loc"][:-1]:
+            info = owner.model_fields.get(part) if isinstance(part, str) else None
+            owner = info.annotation if info is not None else None
+            if not (isinstance(owner, type) and issubclass(owner, BaseModel)):
+                owner = None
+                break
+        known = f" (accepted: {', '.join(owner.model_fields)})" if owner is not None else ""
+        return ProblemOut(field=name, error=f"unknown field {name}{known}")
+    if err["type"] == "missing":
+        return ProblemOut(field=name, error=f"{name} is required")
+    return ProblemOut(field=name,
+                      error=f"{name}: {err['msg'].removeprefix('Value error, ')}")
 
 
 def _event(name: str) -> EventType:
@@ -356,6 +395,64 @@ class _Api:
         return self._decide(request.match_info["key"], lambda key: self.daemon.dispatcher
                             .deny(key, by=body.by, reason=body.reason))
 
+    # --- silences and maintenance windows ------------------------------------------------
+
+    @property
+    def maintenance(self) -> Maintenance:
+        return self.daemon.correlator.maintenance
+
+    async def silences(self, _: web.Request, q: dict[str, Any]) -> BaseModel:
+        if q["state"] == "all":
+            rows = sorted(self.maintenance.silences(include_expired=True),
+                          key=lambda s: (s.created_at, s.id), reverse=True)
+        else:
+            rows = self.maintenance.silences()
+        return SilenceListOut(silences=[silence_out(s) for s in rows], count=len(rows))
+
+    async def silence_create(self, request: web.Request, q: dict[str, Any]) -> BaseModel:
+        body = await _body(request, SilenceIn)
+        try:
+            silence = self.maintenance.create_silence(
+                body.match, reason=body.reason, created_by=body.created_by,
+                duration=body.duration,
+                expires_at=None if body.expires_at is None else body.expires_at.timestamp())
+        except MaintenanceError as exc:
+            # problems without a field of their own are about when it ends
+            when = "duration" if body.expires_at is None else "expires_at"
+            problems = [ProblemOut(field=_field_of(p) or when, error=p) for p in exc.problems]
+            raise ApiError(400, str(exc), problems[0].field, problems) from None
+        return silence_out(silence)
+
+    async def silence_expire(self, request: web.Request, q: dict[str, Any]) -> BaseModel:
+        body = await _body(request, ExpireIn)
+        sid = request.match_info["id"]
+        try:
+            return silence_out(self.maintenance.expire_silence(sid, by=body.by))
+        except UnknownSilence:
+            pass
+        done = next((s for s in self.maintenance.silences(include_expired=True)
+                     if s.id == sid), None)
+        if done is None:
+            raise ApiError(404, f"no silence {sid}", "id")
+        how = f"ended by {done.expired_by}" if done.expired_by else "ran out"
+        raise ApiError(409, f"silence {sid} has already expired ({how} at "
+                       f"{_iso(done.expired_at)}): only an active silence can be ended", "id")
+
+    async def maintenance_windows(self, _: web.Request, q: dict[str, Any]) -> BaseModel:
+        within = _within(q["within"])
+        m = self.maintenance
+        now = m.clock()
+        return MaintenanceOut(
+            active=[window_out(o) for o in m.active_windows(now)],
+            upcoming=[window_out(o) for o in m.upcoming_windows(now, within=within)],
+            within=within, windows=len(m.windows),
+        )
+
+    async def maintenance_events(self, _: web.Request, q: dict[str, Any]) -> BaseModel:
+        events = list(reversed(self.maintenance.events))[: q["limit"]]
+        return MaintenanceEventListOut(events=[event_out(e) for e in events],
+                                       count=len(events))
+
     def _decide(self, key: str, how: Callable[[str], JournalRow]) -> BaseModel:
         try:
             return action_out(how(key))
@@ -365,6 +462,29 @@ class _Api:
             raise ApiError(409, f"action {key} is {exc.state}, not waiting_approval: only an "
                            "action waiting for approval can be approved or denied",
                            "key") from None
+
+
+def _field_of(problem: str) -> str | None:
+    """``match.devices[0]`` from ``match.devices[0]: unknown device ...``, if it starts so."""
+    head, sep, _ = problem.partition(": ")
+    return head if sep and _FIELD.fullmatch(head) else None
+
+
+def _iso(ts: float | None) -> str:
+    if ts is None:
+        return "?"
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
+
+
+def _within(raw: str) -> float:
+    try:
+        seconds = float(raw) if _INT.fullmatch(raw) else parse_duration(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= MAX_WITHIN:
+        raise ApiError(400, "within must be a duration such as 12h, 7d or 30d (or seconds), "
+                            f"up to {MAX_WITHIN / 86_400:g}d", "within")
+    return seconds
 
 
 # --- routes ----------------------------------------------------------------------------
@@ -417,17 +537,42 @@ def _operations(api: _Api) -> list[tuple[Operation, Handler]]:
                    "Deny an action waiting for approval: it is blocked, with who and why",
                    ActionOut, path_param="key", method="post", body=DenyIn,
                    conflict="the action is not waiting for approval"), api.deny),
+        (Operation("/silences", "listSilences",
+                   "Silences (ad-hoc maintenance): active ones by expiry, or all, newest "
+                   "first", SilenceListOut, params=(
+                       Param("state", "active, or all (the most recent 1000, with the "
+                             "expired and who ended them)", choices=("active", "all"),
+                             default="active"),)),
+         api.silences),
+        (Operation("/silences", "createSilence",
+                   "Create a silence: incidents it covers that open while it lasts are "
+                   "planned", SilenceOut, method="post", body=SilenceIn, status=201),
+         api.silence_create),
+        (Operation("/silences/{id}/expire", "expireSilence",
+                   "End a silence now", SilenceOut, path_param="id", method="post",
+                   body=ExpireIn, conflict="the silence has already expired"),
+         api.silence_expire),
+        (Operation("/maintenance", "listMaintenance",
+                   "Maintenance windows from the file: under way now, and upcoming",
+                   MaintenanceOut, params=(
+                       Param("within", "how far ahead to look: 12h, 7d, 30d or seconds "
+                             "(at most 366d)", default="7d", max_length=20),)),
+         api.maintenance_windows),
+        (Operation("/maintenance/events", "listMaintenanceEvents",
+                   "Silences created and expired since the daemon started, newest first",
+                   MaintenanceEventListOut, params=(_LIMIT,)), api.maintenance_events),
     ]
 
 
-def _json(model: BaseModel) -> web.Response:
-    return web.Response(text=model.model_dump_json(), content_type="application/json")
+def _json(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(text=model.model_dump_json(), content_type="application/json",
+                        status=status)
 
 
 def _wrap(op: Operation, handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def run(request: web.Request) -> web.Response:
         q = _query(request, op.params)
-        return _json(await handler(request, q))
+        return _json(await handler(request, q), op.status)
     return run
 
 
@@ -457,7 +602,7 @@ def build_api(daemon: Daemon) -> web.Application:
         try:
             return await handler(request)
         except ApiError as exc:
-            return _error(exc.status, exc.message, exc.field)
+            return _error(exc.status, exc.message, exc.field, problems=exc.problems)
         except web.HTTPException as exc:  # the router's 404 and 405
             if exc.status == 405:
                 return _error(405, f"method {request.method} not allowed", None,

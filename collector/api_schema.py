@@ -7,19 +7,22 @@ from the same objects, so it describes exactly what is accepted and sent.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from actions.journal import JournalRow
 from actions.policy import Match
-from correlator.incidents import Impact, Incident
+from correlator.incidents import EventType, Impact, Incident
+from correlator.maintenance import MatchSpec, Occurrence, parse_duration
+from correlator.silences import MaintenanceEvent, Silence
 
 IncidentStateName = Literal["open", "resolved", "merged"]
-EventName = Literal["opened", "updated", "resolved", "merged"]
+EventName = EventType  # one list, in correlator.incidents
 ActionState = Literal["planned", "waiting_approval", "running", "succeeded", "failed",
                       "blocked", "dry_run"]
 
@@ -28,11 +31,20 @@ class Out(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ProblemOut(Out):
+    field: str | None = Field(description="the body field at fault, e.g. match.devices[0]")
+    error: str
+
+
 class ErrorOut(Out):
     error: str = Field(description="what is wrong and, where it helps, how to fix it")
     field: str | None = Field(default=None,
                               description="the query parameter, header or body field at "
                                           "fault, if one is")
+    problems: list[ProblemOut] | None = Field(
+        default=None, description="400 with several problems (a body, a silence that "
+                                  "cannot be created): each with its field (`field` is the "
+                                  "first one's); absent otherwise")
 
 
 class HealthOut(Out):
@@ -57,6 +69,9 @@ class ImpactSummaryOut(Out):
 
 
 class ImpactOut(ImpactSummaryOut):
+    service: Literal["down", "degraded"] = Field(
+        description="down: the subscribers lost service (an outage); degraded: it works, "
+                    "badly (congestion, errors, low light, latency...)")
     devices: list[str] = Field(description="devices cut off by the root cause")
     subscribers: list[str] | None = Field(
         description="affected subscriber ids; null when asked for with subscribers=false"
@@ -94,7 +109,8 @@ class IncidentSummaryOut(Out):
     id: str
     title: str
     root: str = Field(description="root-cause key, e.g. device:agg1 or link:olt1:pon0/1")
-    kind: str = Field(description="device_unreachable | link_down | flapping")
+    kind: str = Field(description="one of INCIDENT_KINDS: device_unreachable, link_down, "
+                                  "flapping, or a condition (congestion, errors, ...)")
     device: str
     port: str | None
     role: str
@@ -109,6 +125,9 @@ class IncidentSummaryOut(Out):
     symptom_count: int
     priority: float = Field(description="higher first; the breakdown is on the incident")
     planned: bool = Field(description="inside a maintenance window or silence")
+    summary: str = Field(description="conditions: one line with the numbers that raised it")
+    subscriber: str | None = Field(description="plan_saturation, repeated_failures: the "
+                                               "subscriber concerned")
     impact: ImpactSummaryOut
 
 
@@ -120,6 +139,9 @@ class IncidentOut(IncidentSummaryOut):
     planned_by: list[str] = Field(description="the maintenance windows / silences covering it")
     planned_until: float | None
     flap: FlapOut | None = Field(description="for kind flapping only")
+    evidence: dict[str, float | int | str] = Field(
+        description="conditions: the numbers that raised it (metric, value, threshold or "
+                    "baseline, window, samples...); empty for outages")
 
 
 class IncidentListOut(Out):
@@ -243,6 +265,61 @@ class ActionExplainOut(Out):
     decision: ActionDecisionOut
 
 
+class SilenceOut(Out):
+    id: str
+    match: dict[str, list[str]] = Field(description="what it covers: devices, sites, "
+                                                    "subscribers, sla_tiers")
+    reason: str
+    created_by: str
+    created_at: float
+    expires_at: float
+    state: Literal["active", "expired"]
+    expired_at: float | None = Field(description="when it ran out or was ended early")
+    expired_by: str | None = Field(description="who ended it early; null when it ran out "
+                                               "(or is still active)")
+
+
+class SilenceListOut(Out):
+    silences: list[SilenceOut]
+    count: int
+
+
+class WindowOut(Out):
+    id: str
+    reason: str
+    owner: str | None
+    timezone: str = Field(description="IANA time zone of the schedule")
+    recurring: bool
+    schedule: dict[str, Any] = Field(
+        description="recurring: days, start (local HH:MM), duration (s), first_day, "
+                    "last_day; one-off: start, end (Unix time)")
+    match: dict[str, list[str]]
+    start: float = Field(description="this occurrence, Unix time")
+    end: float
+    start_local: str = Field(description="this occurrence in the window's time zone")
+    end_local: str
+
+
+class MaintenanceOut(Out):
+    active: list[WindowOut] = Field(description="windows under way now, by start")
+    upcoming: list[WindowOut] = Field(description="occurrences starting within `within`, "
+                                                  "by start")
+    within: float = Field(description="seconds looked ahead")
+    windows: int = Field(description="windows in the maintenance file")
+
+
+class MaintenanceEventOut(Out):
+    type: Literal["silence_created", "silence_expired"]
+    ts: float
+    silence: SilenceOut
+
+
+class MaintenanceEventListOut(Out):
+    events: list[MaintenanceEventOut] = Field(description="newest first, since the daemon "
+                                                          "started")
+    count: int
+
+
 class In(BaseModel):
     """A request body: strict (no coercion), unknown keys refused."""
 
@@ -261,11 +338,57 @@ class DenyIn(In):
                         description="why: kept on the action")
 
 
+def _seconds(value: Any) -> Any:
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, int | float) and not isinstance(value, bool) and not value > 0:
+        raise ValueError("a duration must be longer than zero")
+    return value
+
+
+def _instant(value: Any) -> dt.datetime:
+    try:
+        when = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        when = None
+    if when is None:
+        raise ValueError("expected an ISO 8601 date and time such as 2026-05-04T18:00:00Z")
+    if when.tzinfo is None:
+        raise ValueError("give the UTC offset (e.g. +01:00 or Z): a local time is ambiguous")
+    return when
+
+
+# a number of seconds, or a duration as in the maintenance file ("90m", "2h")
+Seconds = Annotated[float, BeforeValidator(_seconds, json_schema_input_type=float | str)]
+# an ISO 8601 string with an offset (no Unix times: a number here is too easily a duration)
+Instant = Annotated[dt.datetime, BeforeValidator(_instant)]
+
+
+class SilenceIn(In):
+    match: MatchSpec = Field(description="what it covers; every selector given must hold")
+    reason: str = Field(min_length=1, max_length=500, pattern=r"\S",
+                        description="why: shown with every incident it covers")
+    created_by: str = Field(min_length=1, max_length=100, pattern=r"\S",
+                            description="who (the CLI sends $USER@host)")
+    duration: Seconds | None = Field(
+        default=None, description="how long from now: seconds, or 90m, 2h, 1h30m, 1d "
+                                  "(give this or expires_at)")
+    expires_at: Instant | None = Field(
+        default=None, description="when it ends, ISO 8601 with an offset, e.g. "
+                                  "2026-05-04T18:00:00+01:00 (give this or duration)")
+
+
+class ExpireIn(In):
+    by: str = Field(min_length=1, max_length=100, pattern=r"\S",
+                    description="who ends it (the CLI sends $USER@host)")
+
+
 RESPONSE_MODELS: tuple[type[Out], ...] = (
     ErrorOut, HealthOut, IncidentListOut, IncidentOut, ActionListOut, IncidentExplainOut,
-    ActionExplainOut, ActionOut,
+    ActionExplainOut, ActionOut, SilenceOut, SilenceListOut, MaintenanceOut,
+    MaintenanceEventListOut,
 )
-REQUEST_MODELS: tuple[type[In], ...] = (ApproveIn, DenyIn)
+REQUEST_MODELS: tuple[type[In], ...] = (ApproveIn, DenyIn, SilenceIn, ExpireIn)
 
 
 def impact_summary(imp: Impact) -> ImpactSummaryOut:
@@ -284,6 +407,7 @@ def _common(inc: Incident) -> dict[str, Any]:
         "updated_at": inc.updated_at, "resolved_at": inc.resolved_at,
         "merged_into": inc.merged_into, "revision": inc.revision,
         "symptom_count": len(inc.symptoms), "priority": inc.priority, "planned": inc.planned,
+        "summary": inc.summary, "subscriber": inc.subscriber,
     }
 
 
@@ -297,7 +421,7 @@ def incident_out(inc: Incident, *, subscribers: bool) -> IncidentOut:
         **_common(inc),
         symptoms=list(inc.symptoms),
         impact=ImpactOut(
-            **impact_summary(imp).model_dump(),
+            **impact_summary(imp).model_dump(), service=imp.service,
             devices=list(imp.devices),
             subscribers=list(imp.subscribers) if subscribers else None,
             contracts_near_renewal=list(imp.contracts_near_renewal) if subscribers else None,
@@ -310,11 +434,24 @@ def incident_out(inc: Incident, *, subscribers: bool) -> IncidentOut:
         flap=None if inc.flap is None else FlapOut(
             transitions=inc.flap.transitions, since=inc.flap.since,
             last_change=inc.flap.last_change, state=inc.flap.state, window=inc.flap.window),
+        evidence=dict(inc.evidence),
     )
 
 
 def action_out(row: JournalRow) -> ActionOut:
     return ActionOut.model_validate(row.to_dict())
+
+
+def silence_out(s: Silence) -> SilenceOut:
+    return SilenceOut(**s.to_dict(), state="active" if s.expired_at is None else "expired")
+
+
+def window_out(o: Occurrence) -> WindowOut:
+    return WindowOut(**o.to_dict())
+
+
+def event_out(e: MaintenanceEvent) -> MaintenanceEventOut:
+    return MaintenanceEventOut(type=e.type, ts=e.ts, silence=silence_out(e.silence))
 
 
 # --- the OpenAPI document ----------------------------------------------------------------
@@ -358,6 +495,7 @@ class Operation:
     method: Literal["get", "post"] = "get"
     body: type[In] | None = None
     conflict: str | None = None  # when set, 409 is documented with this description
+    status: int = 200  # the success status (201 for what creates something)
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -395,7 +533,9 @@ def openapi_document(ops: Sequence[Operation], *, version: str, prefix: str,
         bad = ("a malformed body or query parameter (named in `field`)" if op.body
                else "a malformed or unknown query parameter (named in `field`)")
         responses: dict[str, Any] = {
-            "200": _json_body("OK", _ref(op.response) if op.response else {"type": "object"}),
+            str(op.status): _json_body("Created" if op.status == 201 else "OK",
+                                       _ref(op.response) if op.response
+                                       else {"type": "object"}),
             "400": _json_body(bad, err),
             "401": unauthorized,
         }
@@ -417,9 +557,10 @@ def openapi_document(ops: Sequence[Operation], *, version: str, prefix: str,
     return {
         "openapi": "3.1.0",
         "info": {"title": "netreflex supervisor API", "version": version,
-                 "description": "Incidents, the action journal and the decision record "
-                                "(read), and approving or denying actions that wait for a "
-                                "person (write). Every request needs `Authorization: "
+                 "description": "Incidents, the action journal, the decision record and "
+                                "maintenance windows (read); approving or denying actions "
+                                "that wait for a person, and creating or ending silences "
+                                "(write). Every request needs `Authorization: "
                                 "Bearer <daemon.api_token>`."},
         "servers": [{"url": prefix}],
         "security": [{"bearer": []}],

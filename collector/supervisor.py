@@ -1,16 +1,19 @@
 """The supervisor CLI's side of the API: a small client (stdlib only) and readable output.
 
 Exit codes (sysexits.h): 69 the API cannot be reached, 77 no usable token (unreadable
-token file, or the API rejected it), 64 a request the API calls malformed, 1 not found,
-not waiting for approval (409), or any other error the API reports.
+token file, or the API rejected it), 64 a request the API calls malformed (one line per
+problem, each naming its field), 1 not found, a conflict (409: an action not waiting for
+approval, a silence already ended), or any other error the API reports.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import ipaddress
 import json
 import os
+import socket
 import sys
 import time
 import urllib.error
@@ -32,9 +35,10 @@ SUBSCRIBERS_SHOWN = 20
 class SupervisorError(CollectorError):
     """The command cannot do what was asked; ``exit_code`` says why (sysexits.h)."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
+    def __init__(self, message: str, exit_code: int, lines: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.lines = list(lines) or [message]  # what to print, one line each
 
 
 def default_api() -> str:
@@ -140,10 +144,18 @@ class Client:
                 f"{self.token_file} ({message}); it must be the one daemon.api_token names",
                 EX_NOPERM)
         if exc.code == 400:
-            return SupervisorError(f"the API refused the request: {message}", EX_USAGE)
+            problems = body.get("problems") or [{"field": body.get("field"), "error": message}]
+            lines = [f"the API refused the request: {_problem(p)}" for p in problems]
+            return SupervisorError(lines[0], EX_USAGE, lines)
         if exc.code in (404, 409):
             return SupervisorError(message, 1)
         return SupervisorError(f"the API answered HTTP {exc.code}: {message}", 1)
+
+
+def _problem(p: Mapping[str, Any]) -> str:
+    """``field: error``, unless the error already names its field."""
+    error, name = str(p.get("error")), p.get("field")
+    return error if not name or str(name) in error else f"{name}: {error}"
 
 
 def _qs(value: object) -> str:
@@ -386,6 +398,86 @@ def show_decided(verb: str) -> Callable[[Mapping[str, Any], TextIO], None]:
     return show
 
 
+def _covers(match: Mapping[str, Sequence[str]]) -> str:
+    return "; ".join(f"{k.replace('_', ' ')} {','.join(v)}" for k, v in match.items())
+
+
+def _span(seconds: float) -> str:
+    """``1h30m``, ``7d``, ``45s``: a duration as people write it in the config."""
+    s = int(seconds)
+    parts = zip((s // 86400, s % 86400 // 3600, s % 3600 // 60, s % 60), "dhms", strict=True)
+    return "".join(f"{n}{unit}" for n, unit in parts if n) or "0s"
+
+
+def _silence_row(s: Mapping[str, Any]) -> list[object]:
+    if s["state"] == "active":
+        state, until = "active", s["expires_at"]
+    else:
+        state = f"ended by {s['expired_by']}" if s["expired_by"] else "ran out"
+        until = s["expired_at"]
+    return [s["id"], state, _ts(s["created_at"]), _ts(until), s["created_by"],
+            _covers(s["match"]), s["reason"]]
+
+
+def show_silences(d: Mapping[str, Any], out: TextIO) -> None:
+    if not d["silences"]:
+        out.write("no silences\n")
+        return
+    table([_silence_row(s) for s in d["silences"]],
+          ["ID", "STATE", "CREATED", "UNTIL", "CREATED BY", "COVERS", "REASON"], out)
+
+
+def show_silence(verb: str, s: Mapping[str, Any], out: TextIO) -> None:
+    if verb == "ended":
+        out.write(f"ended {s['id']} ({_covers(s['match'])}) as {s['expired_by']}; created by "
+                  f"{s['created_by']}: {s['reason']}\n")
+        return
+    out.write(f"silenced {s['id']} ({_covers(s['match'])}) until {_ts(s['expires_at'])} "
+              f"as {s['created_by']}: {s['reason']}\n"
+              f"incidents it covers that open before then are planned; end it early with "
+              f"`netreflex silence expire {s['id']}`\n")
+
+
+def _window_rows(windows: Sequence[Mapping[str, Any]]) -> list[list[object]]:
+    rows: list[list[object]] = []
+    for w in windows:
+        sch = w["schedule"]
+        every = (f"every {','.join(sch['days'])} {sch['start']} for {_span(sch['duration'])}"
+                 if w["recurring"] else "one-off")
+        rows.append([w["id"], w["start_local"][:16].replace("T", " "),
+                     w["end_local"][:16].replace("T", " "), w["timezone"], every,
+                     _covers(w["match"]), w["reason"]])
+    return rows
+
+
+_WINDOW_HEADER = ["ID", "START", "END", "ZONE", "SCHEDULE", "COVERS", "REASON"]
+
+
+def show_maintenance(d: Mapping[str, Any], within: str, out: TextIO) -> None:
+    for title, key in (("under way now", "active"), (f"upcoming within {within}", "upcoming")):
+        out.write(f"{title}:\n")
+        if d[key]:
+            table(_window_rows(d[key]), _WINDOW_HEADER, out)
+        else:
+            out.write("  none\n")
+    out.write(f"({d['windows']} window(s) in the maintenance file; `netreflex silence list` "
+              "for ad-hoc maintenance)\n")
+
+
+def show_events(d: Mapping[str, Any], out: TextIO) -> None:
+    if not d["events"]:
+        out.write("no silences created or ended since the daemon started\n")
+        return
+    rows = []
+    for e in d["events"]:
+        s = e["silence"]
+        created = e["type"] == "silence_created"
+        by = s["created_by"] if created else s["expired_by"] or "(ran out)"
+        rows.append([_ts(e["ts"]), "created" if created else "ended", s["id"], by,
+                     _covers(s["match"]), s["reason"]])
+    table(rows, ["TIME", "EVENT", "SILENCE", "BY", "COVERS", "REASON"], out)
+
+
 def who_am_i() -> str:
     """The person behind the command: $SUDO_USER (``sudo netreflex approve``), else $USER."""
     for name in ("SUDO_USER", "USER"):
@@ -409,7 +501,7 @@ def run(args: Any, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
                       "(plain http to a remote host); use an https reverse proxy\n")
         data, show = _fetch(client, args)
     except SupervisorError as exc:
-        err.write(f"netreflex: {exc}\n")
+        err.writelines(f"netreflex: {line}\n" for line in exc.lines)
         return exc.exit_code
     if args.json:
         json.dump(data, out, indent=2, sort_keys=True)
@@ -439,6 +531,13 @@ def _fetch(client: Client, args: Any) -> tuple[dict[str, Any], Callable[[Any, Te
         state = "pending" if args.pending else args.state
         return client.get("/actions", {"state": state, "incident": args.incident,
                                        "limit": args.limit}), show_actions
+    if cmd == "silence":
+        return _silence(client, args)
+    if cmd == "maintenance":
+        if args.maintenance_command == "events":
+            return client.get("/maintenance/events", {"limit": args.limit}), show_events
+        return (client.get("/maintenance", {"within": args.within}),
+                lambda d, o: show_maintenance(d, args.within, o))
     if cmd in ("approve", "deny"):
         body: dict[str, object] = {"by": who_am_i()}
         if args.reason is not None:
@@ -446,3 +545,37 @@ def _fetch(client: Client, args: Any) -> tuple[dict[str, Any], Callable[[Any, Te
         return (client.post(f"/actions/{quote(args.key, safe='')}/{cmd}", body),
                 show_decided("approved" if cmd == "approve" else "denied"))
     raise SupervisorError(f"unknown command {cmd}", EX_USAGE)
+
+
+def _silence(client: Client, args: Any) -> tuple[dict[str, Any],
+                                                 Callable[[Any, TextIO], None]]:
+    sub = args.silence_command
+    if sub == "list":
+        return (client.get("/silences", {"state": "all" if args.all else "active"}),
+                show_silences)
+    by = args.by or f"{who_am_i()}@{socket.gethostname()}"
+    if sub == "expire":
+        return (client.post(f"/silences/{urllib.parse.quote(args.id, safe='')}/expire",
+                            {"by": by}), lambda d, o: show_silence("ended", d, o))
+    match = {key: values for key, values in (
+        ("devices", args.device), ("sites", args.site), ("subscribers", args.subscriber),
+        ("sla_tiers", args.sla_tier)) if values}
+    if not match:
+        raise SupervisorError("say what the silence covers: --device, --site, --subscriber "
+                              "or --sla-tier (each repeatable)", EX_USAGE)
+    body: dict[str, object] = {"match": match, "reason": args.reason, "created_by": by}
+    if args.duration is not None:
+        body["duration"] = args.duration
+    else:
+        body["expires_at"] = _instant(args.until)
+    return client.post("/silences", body), lambda d, o: show_silence("silenced", d, o)
+
+
+def _instant(text: str) -> str:
+    """``--until`` as ISO 8601 with an offset: a time without one is local to this host."""
+    try:
+        when = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise SupervisorError(f"--until {text!r}: expected ISO 8601 such as 2026-05-04T18:00 "
+                              "(local time) or 2026-05-04T18:00:00+01:00", EX_USAGE) from None
+    return (when if when.tzinfo else when.astimezone()).isoformat()

@@ -1,15 +1,18 @@
 """The supervisor CLI against `netreflex run` polling a real snmpd: a port goes down, and
 `status`, `incidents`, `incident`, `explain` and `actions` say what happened and why; a
-wrong token exits 77, a daemon that is down exits 69."""
+wrong token exits 77, a daemon that is down exits 69. `silence` and `maintenance`: a
+silenced port's outage opens planned, and once the silence is ended the next one does not."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,15 @@ def write_config(tmp: Path, agent: SnmpdAgent, hook_url: str) -> Path:
                              "ports": ["ge-0/0/1", "ge-0/0/2", "ge-0/0/3"]}},
         "subscriber_files": ["subscribers.csv"],
     }))
+    now = time.time()
+    (tmp / "maintenance.yaml").write_text(yaml.safe_dump({"windows": [
+        {"id": "core-upgrade", "reason": "JunOS upgrade (CHG-1)", "timezone": "UTC",
+         "start": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - 600)),
+         "duration": "2h", "match": {"devices": ["core"]}},
+        {"id": "core-weekly", "reason": "weekly checks", "timezone": "Europe/Lisbon",
+         "every": {"days": ["sun"], "start": "02:00", "duration": "1h30m"},
+         "match": {"devices": ["core"]}},
+    ]}))
     (tmp / "policy.yaml").write_text(yaml.safe_dump({
         "targets": {"noc": {"kind": "webhook", "url": hook_url, "backoff_max": 1}},
         "rules": [{"name": "outages", "when": {"min_subscribers": 1}, "do": [{"target": "noc"}]},
@@ -55,6 +67,7 @@ def write_config(tmp: Path, agent: SnmpdAgent, hook_url: str) -> Path:
         "devices": {"acc1": {"address": "127.0.0.1",
                              "probes": [{"kind": "snmp", "credentials": "v2c",
                                          "port": agent.port}]}},
+        "correlation": {"maintenance_file": "maintenance.yaml"},
         "inventory": ["inventory.yaml"],
         "policy": "policy.yaml",
     }
@@ -69,12 +82,13 @@ class Cli:
         self.token_file = token_file
 
     def __call__(self, *args: str, api: str | None = None, token_file: Path | None = None,
-                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+                 env: dict[str, str] | None = None, user: dict[str, str] | None = None
+                 ) -> subprocess.CompletedProcess[str]:
         opts = [] if env else ["--api", api or self.api,
                                "--token-file", str(token_file or self.token_file)]
         return subprocess.run(
             [*netreflex_cmd(), *args, *opts], capture_output=True, text=True, timeout=60,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **(env or {}), **(user or {})},
         )
 
     def json(self, *args: str) -> Any:
@@ -93,12 +107,19 @@ def wait_until(fn: Callable[[], Any], timeout: float = 30, what: str = "") -> An
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_supervisor_commands_against_a_running_daemon(tmp_path: Path, daemons: Any) -> None:
+@contextlib.contextmanager
+def running(tmp_path: Path, daemons: Any
+            ) -> Iterator[tuple[SnmpdAgent, WebhookReceiver, DaemonProcess, Cli]]:
+    """snmpd with three ports on acc1, a webhook receiver, and `netreflex run` polling."""
     ifaces = [Interface(1, "ge-0/0/1"), Interface(2, "ge-0/0/2"), Interface(3, "ge-0/0/3")]
     with SnmpdAgent(ifaces) as agent, WebhookReceiver() as rx:
         d: DaemonProcess = daemons(write_config(tmp_path, agent, rx.url),
                                    tmp_path / "daemon.log").start()
-        cli = Cli(d.api_url, tmp_path / "secrets" / "api.token")
+        yield agent, rx, d, Cli(d.api_url, tmp_path / "secrets" / "api.token")
+
+
+def test_supervisor_commands_against_a_running_daemon(tmp_path: Path, daemons: Any) -> None:
+    with running(tmp_path, daemons) as (agent, rx, d, cli):
 
         status = cli("status")
         assert status.returncode == 0, status.stderr
@@ -178,3 +199,88 @@ def test_supervisor_commands_against_a_running_daemon(tmp_path: Path, daemons: A
         assert "connection refused" in down.stderr and d.api_url in down.stderr
         assert "Traceback" not in down.stderr
         assert TOKEN not in d.text()
+
+
+def test_silence_and_maintenance_commands(tmp_path: Path, daemons: Any) -> None:
+    with running(tmp_path, daemons) as (agent, _, d, cli):
+        me = {"USER": "carol", "SUDO_USER": ""}
+        host = socket.gethostname()
+
+        empty = cli("silence", "list")
+        assert empty.returncode == 0 and empty.stdout == "no silences\n"
+
+        added = cli("silence", "add", "--device", "acc1", "--for", "2h",
+                    "--reason", "optics swap (CHG-9)", user=me)
+        assert added.returncode == 0, added.stderr
+        assert added.stdout.startswith("silenced SIL-000001 (devices acc1) until ")
+        assert f"as carol@{host}: optics swap (CHG-9)" in added.stdout
+        listing = cli("silence", "list")
+        assert re.search(rf"^SIL-000001\s+active\s+[-\d]+ [:\d]+\s+[-\d]+ [:\d]+\s+"
+                         rf"carol@{re.escape(host)}\s+devices acc1\s+optics swap \(CHG-9\)$",
+                         listing.stdout, re.M), listing.stdout
+        (sil,) = cli.json("silence", "list")["silences"]
+        assert 7000 < sil["expires_at"] - time.time() <= 7200
+
+        wait_until(lambda: 'outcome="ok",probe="snmp"} ' in d.metrics(), what="first polls")
+        agent.set_oper(2, STATUS_DOWN)
+        (inc,) = wait_until(lambda: cli.json("incidents")["incidents"], what="an incident")
+        full = cli.json("incident", inc["id"])
+        assert full["planned"] is True and full["planned_by"] == ["SIL-000001"]
+        shown = cli("incident", inc["id"])
+        assert re.search(r"^planned\s+yes, by SIL-000001 until ", shown.stdout, re.M)
+        assert re.search(rf"^{inc['id']}\s+open \(planned\)\s", cli("incidents").stdout, re.M)
+
+        ended = cli("silence", "expire", "SIL-000001", "--by", "dave")
+        assert ended.returncode == 0, ended.stderr
+        assert ended.stdout == ("ended SIL-000001 (devices acc1) as dave; created by "
+                                f"carol@{host}: optics swap (CHG-9)\n")
+        again = cli("silence", "expire", "SIL-000001", "--by", "dave")
+        assert again.returncode == 1
+        assert again.stderr.startswith("netreflex: silence SIL-000001 has already expired "
+                                       "(ended by dave at ")
+        assert cli("silence", "list").stdout == "no silences\n"
+        assert re.search(r"^SIL-000001\s+ended by dave\s", cli("silence", "list", "--all")
+                         .stdout, re.M)
+
+        agent.set_oper(3, STATUS_DOWN)
+        later = wait_until(lambda: [i for i in cli.json("incidents")["incidents"]
+                                    if i["port"] == "ge-0/0/3"], what="a second incident")
+        assert later[0]["planned"] is False
+
+        events = cli.json("maintenance", "events")["events"]
+        assert [(e["type"], e["silence"]["id"]) for e in events] == [
+            ("silence_expired", "SIL-000001"), ("silence_created", "SIL-000001")]
+        table = cli("maintenance", "events").stdout
+        assert re.search(r"\sended\s+SIL-000001\s+dave\s+devices acc1\s", table), table
+        assert re.search(rf"\screated\s+SIL-000001\s+carol@{re.escape(host)}\s", table)
+
+        windows = cli("maintenance", "list")
+        assert windows.returncode == 0, windows.stderr
+        now, upcoming = windows.stdout.split("upcoming within 7d:\n")
+        assert re.search(r"^core-upgrade\s+[-\d]+ [:\d]+\s+[-\d]+ [:\d]+\s+UTC\s+one-off\s+"
+                         r"devices core\s+JunOS upgrade \(CHG-1\)$", now, re.M), now
+        assert re.search(r"^core-weekly\s+\S+ 02:00\s+\S+ 03:30\s+Europe/Lisbon\s+"
+                         r"every sun 02:00 for 1h30m\s+devices core\s+weekly checks$",
+                         upcoming, re.M), upcoming
+        m = cli.json("maintenance", "list", "--within", "1d")
+        assert [w["id"] for w in m["active"]] == ["core-upgrade"] and m["within"] == 86400
+
+        bad = cli("silence", "add", "--device", "nope", "--site", "mars", "--for", "9d",
+                  "--reason", "x")
+        assert bad.returncode == 64
+        lines = bad.stderr.splitlines()
+        assert [ln.split(": ")[2] for ln in lines] == [
+            "match.devices[0]", "match.sites[0]", "duration"], bad.stderr
+        assert lines[2].endswith("a silence lasts at most 168 h (correlation.max_silence); "
+                                 "use a maintenance window")
+        assert all(ln.startswith("netreflex: the API refused the request: ") for ln in lines)
+        nothing = cli("silence", "add", "--for", "1h", "--reason", "x")
+        assert nothing.returncode == 64 and "--device, --site" in nothing.stderr
+        when = cli("silence", "add", "--device", "acc1", "--until", "tomorrow", "--reason", "x")
+        assert when.returncode == 64 and "--until 'tomorrow'" in when.stderr
+        within = cli("maintenance", "list", "--within", "soon")
+        assert within.returncode == 64 and "within must be a duration" in within.stderr
+        missing = cli("silence", "expire", "SIL-999999")
+        assert missing.returncode == 1 and missing.stderr == "netreflex: no silence SIL-999999\n"
+        assert cli.json("silence", "list", "--all")["count"] == 1
+        assert "Traceback" not in d.text()
