@@ -25,12 +25,18 @@ does not count towards memory), it measures:
    the offered rate and ``tick()`` once per simulated second; a real SQLite incident store
    in the temporary directory. Twice: with no outage, and during an open aggregation
    outage (its incident and 100 000 subscribers stay open throughout) -- target 20 000/s;
+   then both again with detection in the mix (``correlation.detection``): each OLT poll
+   also brings its interface table (16 PON ports + uplink, ``observe_counters``; one
+   interface row counts as one observation) and a ping RTT; a PON port now and then runs
+   at 95 % of its speed for a few polls (``--congestion-rate``), and the congestion
+   detector raises at once (``raise_after_s: 0``), so conditions open and resolve;
 4. **reload**: ``reload_inventory`` in a thread (when present): its wall time and the
    longest stall of the event loop meanwhile.
 
 Options: ``--subscribers``, ``--ports``, ``--per-agg``, ``--observations`` (per run),
 ``--max-cpu`` (seconds per run, whichever ends first), ``--fault-rate``, ``--seed``,
-``--keep DIR`` (generate into DIR and keep it), ``--skip-reload``, ``--splitter-role``
+``--congestion-rate``, ``--keep DIR`` (generate into DIR and keep it), ``--skip-reload``,
+``--skip-detection``, ``--splitter-role``
 (``access`` for code that predates ``passive``).
 """
 
@@ -243,10 +249,22 @@ def measure(base: Path, args: argparse.Namespace, meta: dict[str, Any]) -> None:
         report(label, min(full) * 1e3, "ms", "", None)
         assert first == imp and imp3 == imp, "the engine's impact differs from the full one"
     opening(base, inv, agg)
+    try:  # the impact of a condition (the element still works), in code that has them
+        from correlator.conditions import degraded_impact
+    except ImportError:
+        pass
+    else:
+        for what, device, port in (("an aggregation node", agg, None),
+                                   ("a PON port", olt_name(0), "pon0/1")):
+            t = time.perf_counter()
+            imp = degraded_impact(inv, device, port)
+            report(f"degraded_impact of {what} ({imp.subscriber_count:,} subscribers)",
+                   (time.perf_counter() - t) * 1e3, "ms", "", None)
 
     # --- 3. observations per second ---------------------------------------------------
-    for outage in (False, True):
-        observations(base, inv, args, meta, outage=outage)
+    for detect in (False, True) if not args.skip_detection else (False,):
+        for outage in (False, True):
+            observations(base, inv, args, meta, outage=outage, detect=detect)
 
     # --- 4. reload ----------------------------------------------------------------------
     from correlator import inventory as inventory_mod
@@ -317,10 +335,10 @@ class FakeClock:
 
 
 def observations(base: Path, inv: Any, args: argparse.Namespace, meta: dict[str, Any], *,
-                 outage: bool) -> None:
+                 outage: bool, detect: bool = False) -> None:
     from correlator.engine import Correlator
     from correlator.store import IncidentStore
-    from probes.types import IF_OPER_STATUS, REACHABLE, Observation
+    from probes.types import IF_OPER_STATUS, REACHABLE, RTT_MS, InterfaceCounters, Observation
 
     rng = random.Random(args.seed + outage)
     clock = FakeClock(dt.datetime(2026, 3, 10, 12, tzinfo=dt.UTC).timestamp())
@@ -328,7 +346,13 @@ def observations(base: Path, inv: Any, args: argparse.Namespace, meta: dict[str,
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     store = IncidentStore(db)
-    corr = Correlator(inv, store, clock=clock, hold_down=5.0)
+    detection: Any = None
+    if detect:
+        from correlator.detection import DetectionConfig
+
+        detection = DetectionConfig.model_validate(
+            {"congestion": {"raise_after_s": 0, "clear_after_s": 0}})
+    corr = Correlator(inv, store, clock=clock, hold_down=5.0, detection=detection)
     up_labels = {"admin": "up"}
     no_answer = {"reason": "timeout"}
     olts = [olt_name(i) for i in range(meta["olts"])]
@@ -338,26 +362,52 @@ def observations(base: Path, inv: Any, args: argparse.Namespace, meta: dict[str,
     down_ports: dict[tuple[str, str], int] = {}  # simulated port -> polls left down
     olt_down: dict[str, int] = {}
     dead = set(olts[:olts_per_agg]) | {"agg000"} if outage else set()
+    if_names = [*pons, "xe-0/0/0"]
+    speeds: list[int | None] = [*([2500] * PON), 10_000]  # GPON 2.5 Gb/s, 10 Gb/s uplink
+    n_if = len(if_names)
+    octets: dict[str, list[int]] = {}
+    congested: dict[tuple[str, int], int] = {}  # (OLT, port index) -> polls left at 95 %
+    last_poll: dict[str, float] = {}
 
-    def cycle(baseline: bool) -> Iterator[list[Observation]]:
+    def table(name: str, ts: float) -> InterfaceCounters:
+        """The OLT's interface table: octets grown at ~30 % of speed since its last poll
+        (95 % on a congested port)."""
+        seconds = ts - last_poll.get(name, ts - 1.0)
+        last_poll[name] = ts
+        o = octets.setdefault(name, [0] * n_if)
+        for i in range(n_if):
+            left = congested.get((name, i), 0)
+            if left:
+                congested[name, i] = left - 1
+                if left == 1:
+                    del congested[name, i]
+            elif i < PON and rng.random() < args.congestion_rate:
+                congested[name, i] = left = rng.randrange(2, 6)
+            share = 0.95 if left else 0.25 + 0.1 * rng.random()
+            o[i] += int(share * (speeds[i] or 0) * 125_000 * seconds)
+        return InterfaceCounters(list(range(1, n_if + 1)), if_names, [1] * n_if, list(o),
+                                 [0] * n_if, [0] * n_if, [0] * n_if, speeds)
+
+    def cycle(baseline: bool) -> Iterator[tuple[list[Observation], InterfaceCounters | None]]:
         """One poll of every device, as the scheduler would batch them."""
         ts = clock.now
         for name in ("core1", "core2", *aggs):
             if name in dead:
-                yield [Observation(name, "snmp", REACHABLE, "", 0, ts, no_answer)]
+                yield [Observation(name, "snmp", REACHABLE, "", 0, ts, no_answer)], None
                 continue
             yield [Observation(name, "snmp", REACHABLE, "", 1, ts),
-                   Observation(name, "snmp", IF_OPER_STATUS, "xe-0/0/0", 1, ts, up_labels)]
+                   Observation(name, "snmp", IF_OPER_STATUS, "xe-0/0/0", 1, ts,
+                               up_labels)], None
         for name in olts:
             if rng.random() < 0.001:
-                yield [Observation("unknown-dev", "snmp", REACHABLE, "", 1, ts)]
+                yield [Observation("unknown-dev", "snmp", REACHABLE, "", 1, ts)], None
             left = olt_down.get(name, 0)
             if not baseline and not left and rng.random() < args.fault_rate / 20:
                 left = olt_down[name] = 3
             if name in dead or left:
                 if left:
                     olt_down[name] = left - 1
-                yield [Observation(name, "snmp", REACHABLE, "", 0, ts, no_answer)]
+                yield [Observation(name, "snmp", REACHABLE, "", 0, ts, no_answer)], None
                 continue
             batch = [Observation(name, "snmp", REACHABLE, "", 1, ts)]
             for pon in pons:
@@ -371,15 +421,25 @@ def observations(base: Path, inv: Any, args: argparse.Namespace, meta: dict[str,
                     down_ports[key] = n = rng.randrange(2, 8)
                 batch.append(Observation(name, "snmp", IF_OPER_STATUS, pon, 2 if n else 1, ts,
                                          up_labels))
-            yield batch
+            if not detect:
+                yield batch, None
+                continue
+            batch.append(Observation(name, "ping", RTT_MS, "", 2.0 + rng.random(), ts))
+            yield batch, table(name, ts)
 
     # warm-up: the first poll of every port is its baseline; then open the outage, if any
-    for batch in cycle(True):
-        corr.observe(batch)
+    def feed(batch: list[Observation], counters: InterfaceCounters | None) -> int:
+        events = len(corr.observe(batch))
+        if counters is not None:
+            events += len(corr.observe_counters(batch[0].device, counters, clock.now))
+        return events
+
+    for batch, counters in cycle(True):
+        feed(batch, counters)
     for _ in range(7):
         clock.now += 1.0
-        for batch in cycle(True):
-            corr.observe(batch)
+        for batch, counters in cycle(True):
+            feed(batch, counters)
         corr.tick()
     opened = len(corr.open)
 
@@ -391,19 +451,23 @@ def observations(base: Path, inv: Any, args: argparse.Namespace, meta: dict[str,
     n_events = 0
     while n_obs < args.observations and cpu < args.max_cpu:
         batches = list(cycle(False))
-        for batch in batches:
-            clock.now += step * len(batch)
+        for batch, counters in batches:
+            size = len(batch) + (n_if if counters is not None else 0)
+            clock.now += step * size
             c0, w0 = time.process_time(), time.perf_counter()
-            n_events += len(corr.observe(batch))
+            n_events += feed(batch, counters)
             if clock.now >= next_tick:
                 next_tick += 1.0
                 n_events += len(corr.tick())
             cpu += time.process_time() - c0
             wall += time.perf_counter() - w0
-            n_obs += len(batch)
+            n_obs += size
             if n_obs >= args.observations or cpu >= args.max_cpu:
                 break
     label = "during an aggregation outage" if outage else "no outage"
+    if detect:
+        found = ", ".join(f"{k} {s} {n:,}" for (k, s), n in sorted(corr.stats.detections.items()))
+        label += f", with detection (counters + RTT; {found or 'nothing found'})"
     big = max((i.impact.subscriber_count for i in corr.open.values()), default=0)
     print(f"3. observations through Correlator.observe, {label} ({n_obs:,} observations, "
           f"{corr.stats.faults:,} state changes, {n_events:,} incident events, "
@@ -427,6 +491,11 @@ def main() -> None:
                     help="offered observations per simulated second")
     ap.add_argument("--fault-rate", type=float, default=0.0005,
                     help="probability that a port goes down, per port observation")
+    ap.add_argument("--congestion-rate", type=float, default=0.0005,
+                    help="probability that a PON port starts a few congested polls, per "
+                         "counter sample (with detection)")
+    ap.add_argument("--skip-detection", action="store_true",
+                    help="only the up/down mix (no counters, RTT or detectors)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", type=Path, help="generate into this directory and keep it")
     ap.add_argument("--skip-reload", action="store_true")

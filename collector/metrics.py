@@ -6,7 +6,7 @@ scrape time; no I/O happens during a scrape. Labels are bounded by the inventory
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -114,6 +114,26 @@ class SourceStats(Collector):
         yield fam
 
 
+class DetectionStats(Collector):
+    """Conditions the correlator found (detectors, BGP sessions, ONTs, repeated failures),
+    raised and cleared by kind, read from its counters at scrape time."""
+
+    NAME = "netreflex_detections"
+    DOC = "Conditions found, by kind and state (raised, cleared)"
+
+    def __init__(self, counts: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+        self.counts = counts
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self.NAME, self.DOC, labels=["kind", "state"])
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        fam = CounterMetricFamily(self.NAME, self.DOC, labels=["kind", "state"])
+        for (kind, state), value in sorted(dict(self.counts()).items()):
+            fam.add_metric([kind, state], float(value))
+        yield fam
+
+
 class Metrics:
     """All of one daemon's metrics. Pass it explicitly; there is no global registry."""
 
@@ -164,8 +184,11 @@ class Metrics:
         if sources:
             self.registry.register(SourceStats(sources))
 
+    def register_detections(self, counts: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+        self.registry.register(DetectionStats(counts))
+
     def gauge(self, name: str, doc: str, fn: Callable[[], float]) -> None:
         self.registry.register(_Callback(name, doc, fn))
 
 
-__all__ = ["DeviceSnapshot", "Gauge", "Metrics"]
+__all__ = ["DetectionStats", "DeviceSnapshot", "Gauge", "Metrics"]

@@ -58,6 +58,11 @@ def apply(daemon: Daemon, new: Settings) -> None:
     for section in RESTART_ONLY:
         if getattr(old.config, section) != getattr(new.config, section):
             log.warning("reload: %s: changes take effect at the next restart", section)
+    if (old.config.correlation.model_copy(update={"maintenance_file": None})
+            != new.config.correlation.model_copy(update={"maintenance_file": None})):
+        log.warning("reload: correlation: hold-downs, priority, churn, damping and detection "
+                    "settings take effect at the next restart (the inventory and maintenance "
+                    "windows are reloaded now)")
     config = new.config.model_copy(update={s: getattr(old.config, s) for s in RESTART_ONLY})
 
     daemon.correlator.inventory = new.inventory

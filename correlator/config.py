@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
+from correlator.detection import DetectionConfig
 from probes.source import Strict
 
 Weight = Annotated[float, Field(ge=0)]
@@ -59,6 +60,12 @@ class ChurnConfig(Strict):
     count_planned: bool = Field(
         default=False, description="whether incidents inside a maintenance window count"
     )
+    repeat_incidents: int = Field(
+        default=20, ge=0, le=100_000,
+        description="at most this many `repeated_failures` incidents (one per subscriber "
+                    "reaching repeat_threshold) opened by one incident; a larger outage lists "
+                    "them in its impact.repeat_subscribers instead (0: never open them)",
+    )
 
 
 class DampingConfig(Strict):
@@ -104,4 +111,15 @@ class CorrelationConfig(Strict):
     max_silence: float = Field(
         default=7 * 86_400.0, gt=0, le=90 * 86_400,
         description="seconds a silence may last at most; a forgotten silence hides outages",
+    )
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    state_hold_down: float | None = Field(
+        default=None, ge=0, le=3600,
+        description="seconds a BGP session must stay down (or an ONT offline) before its "
+                    "incident opens; default: unreachable_hold_down",
+    )
+    condition_recheck: float = Field(
+        default=3600.0, gt=0, le=7 * 86_400,
+        description="after a restart, a condition incident (congestion, errors...) that its "
+                    "detector has not raised again within this many seconds is resolved",
     )

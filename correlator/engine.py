@@ -6,6 +6,14 @@ change): the collector calls it with each batch of observations from the bus. Ju
 closes; flap damping is O(1) per state change. ``tick`` (about once a second) opens
 incidents whose hold-down has passed, releases elements that stopped flapping, expires
 silences and notices maintenance that ended under an open incident.
+
+Beyond up/down, ``correlator.detection`` raises conditions (congestion, errors, optical
+power, latency, loss, usage change, plan saturation) from the counters and measurements
+passed to ``observe`` and ``observe_counters``, and ``correlator.conditions`` watches BGP
+sessions and ONTs: each raised condition opens an incident of its own kind (root key
+``cond:...``), its clearing resolves it. An outage explains what happens on a dead
+element: a condition on a device that is unreachable (or cut off, or on a port that is
+down) is not opened, and an open one merges into the outage's incident.
 """
 
 from __future__ import annotations
@@ -14,10 +22,13 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
+from correlator.condition_incidents import ConditionIncidents
+from correlator.conditions import Finding, is_condition_root
 from correlator.config import ChurnConfig, DampingConfig, PriorityConfig
 from correlator.damping import Damper, ElementFlaps
+from correlator.detection import Condition, DetectionConfig
 from correlator.incidents import (
     FlapInfo,
     Impact,
@@ -31,13 +42,25 @@ from correlator.judgement import Judge
 from correlator.maintenance import MaintenanceWindow
 from correlator.silences import Maintenance, MaintenanceEvent
 from correlator.store import IncidentStore
-from correlator.topology import Analyser, device_root, link_root
+from correlator.topology import Analyser, Analysis, device_root, link_root
 from probes.types import (
+    BGP_PEER_STATE,
     DEVICE_RESTARTED,
+    IF_IN_ERRORS,
+    IF_IN_FCS_ERRORS,
+    IF_IN_OCTETS,
     IF_OPER_STATUS,
+    IF_OUT_OCTETS,
+    JITTER_MS,
+    LOSS_RATIO,
+    ONT_RX_DBM,
+    ONT_STATE,
+    OPTICAL_RX_DBM,
     REACHABLE,
+    RTT_MS,
     STATUS_NAMES,
     STATUS_UP,
+    InterfaceCounters,
     Observation,
 )
 
@@ -50,6 +73,10 @@ EVENT_SOURCES = frozenset({"trap", "syslog", "gnmi"})
 _SEVERITY = {"core": "critical", "aggregation": "critical", "access": "major"}
 _SWEEP_EVERY = 60.0  # seconds between sweeps of the damper's quiet elements
 _PRUNE_EVERY = 3600.0  # seconds between prunes of the subscriber incident history
+# measurements the detectors judge (correlator.detection); DEVICE_RESTARTED goes there too
+_DETECTED = frozenset({RTT_MS, LOSS_RATIO, JITTER_MS, OPTICAL_RX_DBM, ONT_RX_DBM,
+                       IF_IN_OCTETS, IF_OUT_OCTETS, IF_IN_ERRORS, IF_IN_FCS_ERRORS})
+_WATCHED = frozenset({BGP_PEER_STATE, ONT_STATE})  # correlator.conditions.StateWatch
 
 
 @dataclass(slots=True)
@@ -64,10 +91,14 @@ class Stats:
     unknown_device: int = 0
     faults: int = 0
     damped: int = 0  # state changes of flapping elements, counted but not correlated
+    # (kind, "raised" | "cleared") -> conditions found, whether or not they became incidents
+    detections: dict[tuple[str, str], int] = field(default_factory=dict)
+    folded: int = 0  # raised conditions on elements an outage already explains
 
 
-class Correlator:
-    """Keeps device and port state, and the open incidents that explain it."""
+class Correlator(ConditionIncidents):
+    """Keeps device and port state, and the open incidents that explain it (conditions:
+    see ``ConditionIncidents``)."""
 
     def __init__(
         self,
@@ -82,6 +113,9 @@ class Correlator:
         windows: Iterable[MaintenanceWindow] = (),
         max_silence: float = 7 * 86_400.0,
         on_notice: Callable[[MaintenanceEvent], None] | None = None,
+        detection: DetectionConfig | None = None,
+        state_hold_down: float | None = None,
+        condition_recheck: float = 3600.0,
     ) -> None:
         """``hold_down``: seconds an unreachable device (or a link between two devices) must
         stay so before its incident opens, so that the faults of a failing neighbourhood,
@@ -90,9 +124,15 @@ class Correlator:
 
         ``windows`` (from ``load_maintenance``) and the silences in ``store`` make
         incidents planned; ``on_notice`` hears about silences created and expired.
-        ``self.maintenance`` is the maintenance API (windows, silences)."""
-        self.inventory = inventory
+        ``self.maintenance`` is the maintenance API (windows, silences).
+
+        ``detection``: the detectors' thresholds; ``state_hold_down``: how long a BGP
+        session or an ONT must stay down before its incident opens (default
+        ``hold_down``); ``condition_recheck``: after a restart, seconds within which a
+        detector must raise an open condition again, else its incident resolves."""
+        self._inventory = inventory
         self._analyser = Analyser(inventory)  # root causes and impacts, incrementally
+        self._analysis = Analysis()  # the latest one
         self.hold_down = hold_down
         self.damping = damping or DampingConfig()
         self.damper = Damper(self.damping)
@@ -101,6 +141,9 @@ class Correlator:
         self.churn = churn or ChurnConfig()
         self.judge = Judge(inventory, store, self.maintenance,
                            priority=priority or PriorityConfig(), churn=self.churn)
+        self.detection = detection or DetectionConfig()
+        self._init_conditions(inventory, hold_down if state_hold_down is None
+                              else state_hold_down, EVENT_SOURCES, condition_recheck)
         self._dirty = False  # a damped change: reconcile without a note
         self._seen_maintenance = self.maintenance.version
         self._next_plan_check = math.inf  # when the first planned incident's cover ends
@@ -130,6 +173,21 @@ class Correlator:
                 self._seed(key)
             if inc.planned and inc.planned_until is not None:
                 self._next_plan_check = min(self._next_plan_check, inc.planned_until)
+            self._restore_condition(inc, now)
+
+    @property
+    def inventory(self) -> Inventory:
+        return self._inventory
+
+    @inventory.setter
+    def inventory(self, inv: Inventory) -> None:
+        """A new inventory (reload): every part that looks things up in it gets it."""
+        self._inventory = inv
+        self.judge.inventory = inv
+        self.maintenance.inventory = inv
+        self.detectors.inventory = inv
+        self.watch.inventory = inv
+        self._analyser = Analyser(inv)
 
     def _seed(self, key: str) -> None:
         """Restore fault state from a persisted incident until observations say otherwise."""
@@ -144,27 +202,52 @@ class Correlator:
 
     def observe(self, batch: Iterable[Observation]) -> list[IncidentEvent]:
         changed: list[str] = []
+        found: list[Condition | Finding] = []
         self._dirty = False
+        devices = self._inventory.devices
+        detect = self.detection.enabled
+        stats = self.stats
         for obs in batch:
-            self.stats.observations += 1
-            if obs.device not in self.inventory.devices:
-                self.stats.unknown_device += 1
+            stats.observations += 1
+            if obs.device not in devices:
+                stats.unknown_device += 1
                 continue
-            if obs.name == REACHABLE:
+            name = obs.name
+            note = None
+            if name in _DETECTED:
+                if detect:
+                    found.extend(self.detectors.observe(obs))
+            elif name == REACHABLE:
                 note = self._reachability(obs)
-            elif obs.name == IF_OPER_STATUS:
+            elif name == IF_OPER_STATUS:
                 note = self._oper_status(obs)
-            elif obs.name == DEVICE_RESTARTED:
+            elif name in _WATCHED:
+                if (f := self.watch.observe(obs, self.clock())) is not None:
+                    found.append(f)
+            elif name == DEVICE_RESTARTED:
                 log.info("device restarted device=%s uptime=%s", obs.device, obs.value)
-                note = None
-            else:
-                note = None
+                if detect:
+                    found.extend(self.detectors.observe(obs))
             if note:
-                self.stats.faults += 1
+                stats.faults += 1
                 changed.append(note)
-        if not changed and not self._dirty:
+        events = self._reconcile(changed) if changed or self._dirty else []
+        if found:
+            self._found(found, events)
+        return events
+
+    def observe_counters(
+        self, device: str, counters: InterfaceCounters, ts: float
+    ) -> list[IncidentEvent]:
+        """One device's interface table from a poll (SNMP): rates, utilization, errors."""
+        if not self.detection.enabled or device not in self._inventory.devices:
             return []
-        return self._reconcile(changed)
+        found = self.detectors.counters(device, counters, ts)
+        if not found:
+            return []
+        events: list[IncidentEvent] = []
+        self._found(list(found), events)
+        return events
 
     def tick(self) -> list[IncidentEvent]:
         """Open incidents whose hold-down has passed, resolve flapping that has calmed
@@ -184,8 +267,17 @@ class Correlator:
         if now >= self._next_prune:
             self._next_prune = now + _PRUNE_EVERY
             self.store.prune_hits(now - self.churn.window_days * 86_400.0)
+            self._repeats_ended(now, events)
         if again:
             events.extend(self._reconcile([]))
+        if self.watch.pending:
+            due = self.watch.due(now, self._skip_state)
+            if due:
+                self._found(due, events)
+        if self._held:
+            self._release_held(now, events)
+        if self._unconfirmed:
+            self._expire_unconfirmed(now, events)
         return events
 
     # --- flap damping --------------------------------------------------------------------
@@ -348,6 +440,8 @@ class Correlator:
         analyser = self._analyser
         opened_at = {root: inc.opened_at for root, inc in self.open.items()}
         analysis = analyser.analyse(self.down_devices, self.down_ports, opened_at)
+        self._analysis = analysis
+        self._folding = self._folds()
         events: list[IncidentEvent] = []
         timeline = tuple(TimelineEntry(now, n) for n in notes)
         keep = 2 * max(self.hold_down, self.damping.port_hold_down)
@@ -356,7 +450,8 @@ class Correlator:
 
         # a flapping incident ends only when its element is stable (see tick)
         gone = [root for root, inc in self.open.items()
-                if root not in analysis.symptoms and inc.kind != "flapping"]
+                if root not in analysis.symptoms and inc.kind != "flapping"
+                and not is_condition_root(root)]
         for root in sorted(analysis.symptoms, key=lambda r: (opened_at.get(r, now), r)):
             devices = analysis.affected_devices[root]
             impact = analyser.impact(root, devices)
@@ -379,7 +474,7 @@ class Correlator:
                 inc = self._new_incident(root, now, symptoms, impact, held)
                 inc = self.judge.plan(inc, now)
                 inc = self.judge.assess(inc, now, previous=None,
-                                        exclude=self._absorbed(symptoms))
+                                        exclude=self._absorbed(symptoms, root))
                 self._opened(inc, now, events)
             elif inc.kind == "flapping":
                 self._grow_flapping(inc, now, symptoms, impact, events)
@@ -412,6 +507,14 @@ class Correlator:
                          inc.id, root, now - inc.opened_at)
                 events.append(IncidentEvent("resolved", closed, now))
             self.store.save(closed)
+        for owner_key, roots in self._folding.items():
+            owner = self.open.get(owner_key)
+            if owner is None:
+                continue  # its outage is still held down: merge when that one opens
+            for root in roots:
+                self._fold(self.open[root], owner, now, events)
+        if self.down_devices:
+            self._forget_dead()
         return events
 
     def _opened(self, inc: Incident, now: float, events: list[IncidentEvent]) -> None:
@@ -426,6 +529,7 @@ class Correlator:
             inc.priority, inc.planned,
         )
         events.append(IncidentEvent("opened", inc, now))
+        self._repeats(inc, now, events)
 
     def _update(
         self, inc: Incident, now: float, symptoms: tuple[str, ...], impact: Impact,
@@ -435,7 +539,8 @@ class Correlator:
                       revision=inc.revision + 1, timeline=inc.timeline + timeline)
         if new.planned:
             new, _ = self.judge.keep_plan(new, now)
-        new = self.judge.assess(new, now, previous=inc.impact, exclude=self._absorbed(symptoms))
+        new = self.judge.assess(new, now, previous=inc.impact,
+                                exclude=self._absorbed(symptoms, inc.root))
         self.open[new.root] = new
         self.store.save(new)
         if new.planned and new.planned_until is not None:
@@ -443,10 +548,15 @@ class Correlator:
         log.info("incident updated incident=%s subscribers=%d symptoms=%d priority=%.2f",
                  new.id, impact.subscriber_count, len(symptoms), new.priority)
         events.append(IncidentEvent("updated", new, now))
+        self._repeats(new, now, events)
 
-    def _absorbed(self, symptoms: Iterable[str]) -> tuple[str, ...]:
-        """Ids of open incidents about to merge into the one with these symptoms."""
-        return tuple(self.open[s].id for s in symptoms if s in self.open)
+    def _absorbed(self, symptoms: Iterable[str], root: str | None = None) -> tuple[str, ...]:
+        """Ids of open incidents about to merge into the one with these symptoms (and
+        the conditions that root explains)."""
+        out = tuple(self.open[s].id for s in symptoms if s in self.open)
+        if root is not None and root in self._folding:
+            out += tuple(self.open[r].id for r in self._folding[root])
+        return out
 
     def _open_flapping(
         self, root: str, now: float, symptoms: tuple[str, ...], impact: Impact,
@@ -463,7 +573,7 @@ class Correlator:
         base = self._new_incident(root, now, symptoms, impact,
                                   (*timeline, TimelineEntry(now, text)))
         inc = self.judge.plan(replace(base, kind="flapping", flap=_flap_info(st)), now)
-        absorbed = self._absorbed(symptoms) + ((replacing.id,) if replacing else ())
+        absorbed = self._absorbed(symptoms, root) + ((replacing.id,) if replacing else ())
         inc = self.judge.assess(inc, now, previous=None, exclude=absorbed)
         merged: IncidentEvent | None = None
         if replacing is not None:
@@ -533,6 +643,24 @@ class Correlator:
     def ranked(self) -> list[Incident]:
         """Open incidents, highest priority first (then the earliest opened)."""
         return sorted(self.open.values(), key=lambda i: (-i.priority, i.opened_at, i.id))
+
+    def mark_mitigated(self, incident_id: str, by: str, detail: str,
+                       ts: float) -> IncidentEvent | None:
+        """A remediation fixed the incident (its verify step saw the element back): note
+        who and when on the incident and its timeline. Returns the ``mitigated`` event,
+        or None when the incident is unknown, merged or already mitigated."""
+        inc = next((i for i in self.open.values() if i.id == incident_id), None)
+        if inc is None:
+            inc = self.store.get(incident_id)
+        if inc is None or inc.state == "merged" or inc.mitigated_at is not None:
+            return None
+        new = replace(inc, mitigated_at=ts, mitigated_by=by,
+                      timeline=(*inc.timeline, TimelineEntry(ts, f"mitigated by {by}: {detail}")))
+        if self.open.get(new.root) is inc:
+            self.open[new.root] = new
+        self.store.save(new)
+        log.info("incident mitigated incident=%s by=%s", new.id, by)
+        return IncidentEvent("mitigated", new, ts)
 
 
 def _flap_info(st: ElementFlaps) -> FlapInfo:

@@ -11,8 +11,19 @@ from correlator.inventory import Inventory
 from correlator.priority import PriorityComponent
 
 IncidentState = Literal["open", "resolved", "merged"]
-EventType = Literal["opened", "updated", "resolved", "merged"]
-IncidentKind = Literal["device_unreachable", "link_down", "flapping"]
+EventType = Literal["opened", "updated", "resolved", "merged", "mitigated",
+                    "remediation_failed"]
+IncidentKind = Literal[
+    # outages, from up/down state and the topology
+    "device_unreachable", "link_down", "flapping",
+    # conditions raised by correlator.detection (the element works, but badly)
+    "congestion", "errors", "optical_power", "latency", "packet_loss", "usage_change",
+    "plan_saturation",
+    # from state the correlator watches itself (correlator.conditions)
+    "bgp_session_down", "ont_down", "repeated_failures",
+]
+# Whether the subscribers of an incident lost service or only get a worse one.
+Service = Literal["down", "degraded"]
 # Every kind of incident, in one place: policy matches, the API's filter and the CLI's
 # --kind choices all come from here.
 INCIDENT_KINDS: tuple[str, ...] = get_args(IncidentKind)
@@ -31,6 +42,9 @@ class Impact:
     # affected subscribers hit by churn.repeat_threshold incidents or more (this one included)
     # within churn.window_days
     repeat_subscribers: tuple[str, ...] = ()
+    # "down": the subscribers lost service (an outage); "degraded": it still works, badly
+    # (congestion, errors, low light, latency...), so messages and priority can tell
+    service: Service = "down"
 
     @property
     def subscriber_count(self) -> int:
@@ -57,6 +71,7 @@ class Impact:
             "subscribers": list(self.subscribers),
             "contracts_near_renewal": list(self.contracts_near_renewal),
             "repeat_subscribers": list(self.repeat_subscribers),
+            "service": self.service,
         }
 
     @classmethod
@@ -68,6 +83,7 @@ class Impact:
             subscribers_by_tier=dict(d.get("subscribers_by_tier", {})),
             contracts_near_renewal=tuple(d.get("contracts_near_renewal", ())),
             repeat_subscribers=tuple(d.get("repeat_subscribers", ())),
+            service=d.get("service", "down"),
         )
 
 
@@ -83,6 +99,12 @@ def compute_impact(inv: Inventory, subscriber_ids: Iterable[str], devices: Itera
         revenue_by_tier=totals.revenue_by_tier,
         subscribers_by_tier=totals.subscribers_by_tier,
     )
+
+
+def evidence_text(evidence: Mapping[str, object]) -> str:
+    """A condition's numbers as ``name=value, ...`` (floats to 4 significant digits)."""
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in evidence.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +128,18 @@ class FlapInfo:
         return self.last_change - self.since
 
 
+_TITLES: Mapping[str, str] = {
+    "congestion": "congestion", "errors": "interface errors",
+    "optical_power": "optical power out of range", "latency": "latency above baseline",
+    "packet_loss": "packet loss", "usage_change": "usage change",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Incident:
     id: str
     root: str
-    kind: str  # device_unreachable | link_down | flapping
+    kind: str  # one of INCIDENT_KINDS
     device: str
     port: str | None
     role: str
@@ -132,17 +161,38 @@ class Incident:
     planned_by: tuple[str, ...] = ()  # the windows / silences that cover it
     planned_until: float | None = None  # when the last of them ends
     flap: FlapInfo | None = None  # kind == "flapping" only
+    # conditions (every kind but the outages): the numbers that raised it, and one line
+    # for humans from the detector ("ge-0/0/1 in 96% of 10 Gb/s for 5 min")
+    evidence: Mapping[str, float | int | str] = field(default_factory=dict)
+    summary: str = ""
+    subscriber: str | None = None  # plan_saturation, repeated_failures: the one concerned
+    mitigated_at: float | None = None  # a remediation fixed it (verified by re-polling)
+    mitigated_by: str | None = None  # the remediation target that did
 
     @property
     def title(self) -> str:
-        if self.kind == "device_unreachable":
+        kind = self.kind
+        if kind == "device_unreachable":
             return f"{self.role} device {self.device} unreachable"
-        if self.kind == "flapping":
+        if kind == "flapping":
             what = (f"{self.role} device {self.device}" if self.port is None
                     else f"link on {self.device} {self.port}")
             n = self.flap.transitions if self.flap else 0
             return f"{what} flapping ({n} state changes)"
-        return f"link down on {self.device} {self.port}"
+        if kind == "link_down":
+            return f"link down on {self.device} {self.port}"
+        where = self.device if not self.port else f"{self.device} {self.port}"
+        if kind == "plan_saturation":
+            return f"subscriber {self.subscriber} using their whole plan ({where})"
+        if kind == "repeated_failures":
+            count = self.evidence.get("incidents", "")
+            return f"subscriber {self.subscriber} hit by {count} incidents (repeated failures)"
+        if kind == "bgp_session_down":
+            return f"BGP session {self.port} on {self.device} down"
+        if kind == "ont_down":
+            cause = self.evidence.get("cause")
+            return f"ONT {self.port} on {self.device} offline" + (f" ({cause})" if cause else "")
+        return f"{_TITLES.get(kind, kind)} on {where}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -165,6 +215,11 @@ class Incident:
                 "window": self.flap.window,
             },
             "title": self.title,
+            "evidence": dict(self.evidence),
+            "summary": self.summary,
+            "subscriber": self.subscriber,
+            "mitigated_at": self.mitigated_at,
+            "mitigated_by": self.mitigated_by,
         }
 
     def to_json(self) -> str:
@@ -191,6 +246,11 @@ class Incident:
                 d["flap"]["transitions"], d["flap"]["since"], d["flap"]["last_change"],
                 d["flap"]["state"],
             ),
+            evidence=dict(d.get("evidence", {})),
+            summary=d.get("summary", ""),
+            subscriber=d.get("subscriber"),
+            mitigated_at=d.get("mitigated_at"),
+            mitigated_by=d.get("mitigated_by"),
         )
 
 

@@ -18,6 +18,19 @@ from correlator.priority import PriorityInputs, effective_churn, score
 from correlator.silences import Coverage, Maintenance
 from correlator.store import IncidentStore
 
+# kinds that are not a failure the subscribers lived through: the history's own verdict,
+# and traffic that is merely higher (a usage change, a subscriber using their whole plan)
+_NOT_FAILURES = frozenset({"repeated_failures", "usage_change", "plan_saturation"})
+
+
+def counts_as_failure(inc: Incident) -> bool:
+    """Whether an incident goes into its subscribers' incident history (churn): not the
+    kinds above, nor an ONT that said it lost power (dying gasp: switched off at the
+    customer's)."""
+    if inc.kind in _NOT_FAILURES:
+        return False
+    return not (inc.kind == "ont_down" and inc.evidence.get("cause") == "dying-gasp")
+
 
 class Judge:
     def __init__(
@@ -75,7 +88,7 @@ class Judge:
         incidents about to merge into this one, so one outage is not counted twice."""
         imp = inc.impact
         subs = imp.subscribers
-        if self.churn.count_planned or not inc.planned:
+        if (self.churn.count_planned or not inc.planned) and counts_as_failure(inc):
             before = set(previous.subscribers) if previous is not None else set()
             self.store.record_hits(inc.id, [s for s in subs if s not in before], now)
         hits = self.store.hit_counts(subs, since=now - self.churn.window_days * 86_400.0,

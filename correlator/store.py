@@ -8,6 +8,7 @@ from pathlib import Path
 
 from correlator.errors import StateStoreError
 from correlator.incidents import Incident
+from correlator.sqlite_util import open_state_db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -48,16 +49,8 @@ class IncidentStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StateStoreError(
-                f"cannot open incident store {self.path}: {exc}; check that the state "
-                "directory exists and is writable by the netreflex user"
-            ) from exc
+        self._db = open_state_db(self.path, _SCHEMA, what="incident store",
+                                 error=StateStoreError)
 
     def next_id(self) -> str:
         with self._db:
@@ -85,6 +78,11 @@ class IncidentStore:
     def get(self, incident_id: str) -> Incident | None:
         rows = self._query("SELECT data FROM incidents WHERE id=?", (incident_id,))
         return rows[0] if rows else None
+
+    def closed_since(self, since: float) -> list[Incident]:
+        """Incidents that ended (resolved or merged) at or after ``since``, oldest first."""
+        return self._query("SELECT data FROM incidents WHERE state != 'open' AND "
+                           "resolved_at >= ? ORDER BY resolved_at", (since,))
 
     def recent(self, limit: int = 100) -> list[Incident]:
         return self._query("SELECT data FROM incidents ORDER BY opened_at DESC LIMIT ?", (limit,))
@@ -157,6 +155,16 @@ class IncidentStore:
         except sqlite3.Error as exc:
             raise StateStoreError(f"cannot read subscriber history in {self.path}: {exc}") from exc
         return out
+
+    def incidents_hitting(self, subscriber: str, *, since: float) -> list[str]:
+        """Ids of the incidents that hit ``subscriber`` at or after ``since``, oldest first."""
+        try:
+            rows = self._db.execute(
+                "SELECT incident FROM subscriber_hits WHERE subscriber=? AND ts >= ? "
+                "ORDER BY ts, incident", (subscriber, since))
+            return [str(r[0]) for r in rows]
+        except sqlite3.Error as exc:
+            raise StateStoreError(f"cannot read subscriber history in {self.path}: {exc}") from exc
 
     def forget_hits(self, incident_id: str) -> None:
         """Drop an incident's hits (it was merged: its subscribers count once, with the

@@ -16,6 +16,8 @@ def test_defaults() -> None:
     assert (d.penalty, d.half_life, d.suppress, d.reuse, d.stable_for) == (
         1000, 300, 2000, 750, 300)
     assert cfg.maintenance_file is None and cfg.max_silence == 7 * 86_400
+    assert cfg.state_hold_down is None and cfg.condition_recheck == 3600
+    assert cfg.churn.repeat_incidents == 20 and cfg.detection.enabled
 
 
 def test_a_full_section_validates() -> None:
@@ -40,6 +42,12 @@ def test_a_full_section_validates() -> None:
         ({"priority": {"severity": {"catastrophic": 9}}}, "Extra inputs"),
         ({"churn": {"step": 2}}, "less than or equal to 1"),
         ({"damping": {"halflife": 60}}, "Extra inputs"),
+        ({"state_hold_down": -1}, "greater than or equal to 0"),
+        ({"condition_recheck": 0}, "greater than 0"),
+        ({"churn": {"repeat_incidents": -1}}, "greater than or equal to 0"),
+        ({"detection": {"congestion": {"high_pct": 80, "low_pct": 90}}},
+         r"low_pct \(90\) must be below high_pct \(80\)"),
+        ({"detection": {"congestoin": {}}}, "Extra inputs"),
     ],
 )
 def test_mistakes_are_refused(data: dict[str, object], message: str) -> None:
