@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from actions.errors import JournalError
+from correlator.sqlite_util import MEMORY, open_state_db
 
 FILE_NAME = "credits.db"
 CreditState = Literal["requested", "accepted", "rejected"]
@@ -84,18 +85,8 @@ class CreditLedger:
     """``(outage, contract) -> credit``; in memory when ``state_dir`` is None (tests)."""
 
     def __init__(self, state_dir: Path | None) -> None:
-        self.path = ":memory:" if state_dir is None else str(Path(state_dir) / FILE_NAME)
-        try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            if state_dir is not None:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise JournalError(
-                f"cannot open credit ledger {self.path}: {exc}; check that the state "
-                "directory exists and is writable by the netreflex user"
-            ) from exc
+        self.path = MEMORY if state_dir is None else str(Path(state_dir) / FILE_NAME)
+        self._db = open_state_db(self.path, _SCHEMA, what="credit ledger", error=JournalError)
 
     def get(self, outage: str, contract: str) -> CreditRow | None:
         row = self._exec(f"SELECT {_COLUMNS} FROM credits WHERE outage=? AND contract=?",

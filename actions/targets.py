@@ -7,17 +7,24 @@ alert summaries, MQTT topics) is an ``actions.templates`` template, checked at l
 
 from __future__ import annotations
 
+import email.utils
+import ipaddress
+import itertools
 import os
 from collections.abc import Mapping
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import Field, HttpUrl, ValidationInfo, field_validator, model_validator
 
+from actions.guardrail_config import Seconds
+from actions.remediation_templates import BUILTIN as BUILTIN_TEMPLATES
+from actions.remediation_templates import CliTemplate, RemediationTemplate, SnmpTemplate
 from actions.templates import (
     INCIDENT_VARIABLES,
     RESULT_VARIABLES,
     IncidentTemplate,
     ResultTemplate,
+    SubscriberTemplate,
     render,
 )
 from probes.source import Secret, Strict
@@ -259,6 +266,69 @@ class CrmOfferTarget(HttpTargetBase):
                                  description="recommendations per action at most")
 
 
+# --- SLA credits ----------------------------------------------------------------------------
+
+DEFAULT_OUTAGE_KINDS = ("device_unreachable", "link_down", "ont_down")
+
+
+class CreditStep(Strict):
+    """An outage of at least ``minutes`` (planned maintenance left out) earns ``percent``
+    of the subscriber's monthly fee; the highest step reached applies."""
+
+    minutes: float = Field(gt=0, description="outage minutes, at least")
+    percent: float = Field(ge=0, le=100, description="of the monthly fee")
+
+
+class SlaCreditTarget(HttpTargetBase):
+    """SLA credits: on ``resolved``, one TMF678 credit request per affected subscriber
+    whose tier has a schedule, each written to the credit ledger (``credits.db``) first."""
+
+    kind: Literal["sla_credit"]
+    url: HttpUrl = Field(description="TMF678 API root, e.g. https://billing.example.net/"
+                                     "tmf-api/customerBillManagement/v4; "
+                                     "/appliedCustomerBillingRate is appended")
+    schedule_version: str = Field(min_length=1, max_length=100,
+                                  description="recorded with every credit")
+    schedule: dict[str, list[CreditStep]] = Field(
+        min_length=1, description="SLA tier -> steps; tiers not listed get no credit")
+    cap_percent: float = Field(default=100.0, gt=0, le=100,
+                               description="most one outage earns, % of the monthly fee")
+    monthly_cap_percent: float | None = Field(
+        default=None, gt=0, le=100,
+        description="most one contract earns in a calendar month (UTC), % of the monthly "
+                    "fee, counted from the ledger")
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR")
+    outage_kinds: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_OUTAGE_KINDS), min_length=1,
+        description="incident kinds that are outages (degraded service is not, by default)")
+
+    @field_validator("schedule")
+    @classmethod
+    def _steps(cls, v: dict[str, list[CreditStep]]) -> dict[str, list[CreditStep]]:
+        for tier, steps in v.items():
+            if not steps:
+                raise ValueError(f"tier {tier!r}: give at least one step "
+                                 "({minutes: 60, percent: 5}), or leave the tier out")
+            for a, b in itertools.pairwise(steps):
+                if b.minutes <= a.minutes or b.percent <= a.percent:
+                    raise ValueError(
+                        f"tier {tier!r}: steps must go up in both minutes and percent "
+                        f"({a.minutes:g} min {a.percent:g}% is followed by {b.minutes:g} min "
+                        f"{b.percent:g}%)")
+        return v
+
+    @field_validator("outage_kinds")
+    @classmethod
+    def _kinds(cls, v: list[str]) -> list[str]:
+        from correlator.incidents import INCIDENT_KINDS
+
+        unknown = [k for k in v if k not in INCIDENT_KINDS]
+        if unknown:
+            raise ValueError(f"unknown incident kind {unknown[0]!r} (kinds: "
+                             f"{', '.join(INCIDENT_KINDS)})")
+        return v
+
+
 # --- MQTT -----------------------------------------------------------------------------------
 
 
@@ -336,8 +406,168 @@ class MqttTarget(RetrySettings):
         return self.port if self.port is not None else (8883 if self.tls else 1883)
 
 
+# --- remediation ----------------------------------------------------------------------------
+
+
+class RemediationTarget(RetrySettings):
+    """Fix the incident's element on the device: one template from the allowlist (the
+    built-ins in ``actions.remediation_templates`` plus ``templates``), then verify by
+    re-polling. ``timeout`` bounds one SSH session or one SNMP request."""
+
+    kind: Literal["remediation"]
+    template: str = Field(min_length=1, description="bounce_port, bounce_port_vrp, "
+                          "reset_ont, clear_counters, snmp_admin_bounce, or one of templates")
+    templates: dict[str, RemediationTemplate] = Field(
+        default_factory=dict, description="this target's own additions to the allowlist")
+    timeout: float = Field(default=30.0, gt=0, le=300,
+                           description="seconds per SSH session or SNMP request")
+    max_attempts: int = Field(default=2, ge=1, le=10,
+                              description="only failures before anything was sent retry")
+    settle: Seconds = Field(default=10.0, description="wait before the first verify")
+    verify_attempts: int = Field(default=3, ge=1, le=20)
+    verify_interval: Seconds = Field(default=10.0, description="between verify attempts")
+
+    @model_validator(mode="after")
+    def _known(self) -> RemediationTarget:
+        clash = sorted(set(self.templates) & set(BUILTIN_TEMPLATES))
+        if clash:
+            raise ValueError(f"templates: {clash[0]!r} is a built-in template; give yours "
+                             "another name")
+        if self.template not in BUILTIN_TEMPLATES and self.template not in self.templates:
+            known = ", ".join([*BUILTIN_TEMPLATES, *self.templates])
+            raise ValueError(f"template {self.template!r} is not in the allowlist (known: "
+                             f"{known})")
+        return self
+
+    @property
+    def chosen(self) -> CliTemplate | SnmpTemplate:
+        return self.templates.get(self.template) or BUILTIN_TEMPLATES[self.template]
+
+
+# --- customer messages: e-mail and SMS ------------------------------------------------------
+
+DEFAULT_OUTAGE_SUBJECT = "Service interruption in your area ({incident.id})"
+DEFAULT_OUTAGE_TEXT = (
+    "Hello {subscriber.name},\n\n"
+    "We know about a service interruption that affects your connection (reference "
+    "{incident.id}). Our engineers are working on it; there is no need to call us. We will "
+    "write again when it is fixed.\n"
+)
+DEFAULT_CLEAR_SUBJECT = "Service restored ({incident.id})"
+DEFAULT_CLEAR_TEXT = (
+    "Hello {subscriber.name},\n\n"
+    "The service interruption that affected your connection (reference {incident.id}) is "
+    "fixed; it lasted {incident.duration}. If your connection still does not work, please "
+    "restart your router. We are sorry for the trouble.\n"
+)
+DEFAULT_OUTAGE_SMS = (
+    "We know about a service interruption affecting your connection (ref {incident.id}) and "
+    "are working on it. We will text you when it is fixed."
+)
+DEFAULT_CLEAR_SMS = (
+    "Your service is back (ref {incident.id}, down {incident.duration}). If it still does "
+    "not work, please restart your router."
+)
+
+
+class NotifyTarget(RetrySettings):
+    """What the customer-message targets share: one message per affected subscriber who
+    has the contact and the consent for the channel (``actions/executors/notify.py``)."""
+
+    hold_down: Seconds = Field(
+        default=300.0, description="the outage message waits this long after the incident "
+                                   "opened; an incident resolved sooner (a flap) sends nothing")
+    degraded: bool = Field(
+        default=False, description="also message subscribers whose service is degraded, not "
+                                   "cut off (congestion, errors, latency ...), with the "
+                                   "degraded_* texts")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class EmailTarget(NotifyTarget):
+    """Customer e-mail over SMTP: STARTTLS (587) or implicit TLS (465); plain text only to
+    a relay on this host (``security: plaintext`` with a loopback ``host``)."""
+
+    kind: Literal["email"]
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535,
+                             description="587 with starttls, 465 with tls, 25 with plaintext")
+    security: Literal["starttls", "tls", "plaintext"] = "starttls"
+    tls: MqttTls | None = Field(default=None, description="ca_file (a private CA), client "
+                                                          "certificate")
+    username: str | None = None
+    password: Secret | None = None
+    from_address: str = Field(description='"Example ISP <noc@example.net>"')
+    reply_to: str | None = None
+    subject: SubscriberTemplate = DEFAULT_OUTAGE_SUBJECT
+    body: SubscriberTemplate = DEFAULT_OUTAGE_TEXT
+    resolved_subject: SubscriberTemplate = DEFAULT_CLEAR_SUBJECT
+    resolved_body: SubscriberTemplate = DEFAULT_CLEAR_TEXT
+    degraded_subject: SubscriberTemplate = "Slower service in your area ({incident.id})"
+    degraded_body: SubscriberTemplate | None = Field(
+        default=None, description="the outage text for degraded service (with degraded: "
+                                  "true); default: body")
+    timeout: float = Field(default=30.0, gt=0, le=120,
+                           description="seconds for one whole SMTP conversation")
+
+    @field_validator("from_address", "reply_to")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None:
+            _, addr = email.utils.parseaddr(v)
+            if "@" not in addr or any(c in v for c in "\r\n"):
+                raise ValueError('not an e-mail address (write "noc@example.net" or '
+                                 '"Example ISP <noc@example.net>")')
+        return v
+
+    @model_validator(mode="after")
+    def _safe(self) -> EmailTarget:
+        if self.password is not None and self.username is None:
+            raise ValueError("password needs username")
+        if self.security == "plaintext" and not _is_loopback(self.host):
+            raise ValueError(f"security plaintext would send subscriber addresses (and the "
+                             f"password) in clear text to {self.host}: use starttls or tls, "
+                             "or a relay on this host (host: 127.0.0.1)")
+        if self.security == "plaintext" and self.tls is not None:
+            raise ValueError("tls settings need security starttls or tls, not plaintext")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return {"starttls": 587, "tls": 465, "plaintext": 25}[self.security]
+
+
+class SmsTarget(HttpTargetBase, NotifyTarget):
+    """Customer SMS through an HTTP gateway that takes a TMF681 ``CommunicationMessage``
+    (``actions/executors/sms.py``); ``Idempotency-Key`` is the action key."""
+
+    kind: Literal["sms"]
+    url: HttpUrl = Field(description="where to POST, e.g. https://sms.example.net/tmf-api/"
+                                     "communicationManagement/v4/communicationMessage")
+    sender: str = Field(min_length=1, max_length=20,
+                        description="sender id: a phone number or an alphanumeric name")
+    body: SubscriberTemplate = DEFAULT_OUTAGE_SMS
+    resolved_body: SubscriberTemplate = DEFAULT_CLEAR_SMS
+    degraded_body: SubscriberTemplate | None = Field(
+        default=None, description="the outage text for degraded service (with degraded: "
+                                  "true); default: body")
+    max_chars: int = Field(default=320, ge=70, le=1600,
+                           description="longer texts are cut (an SMS part is 160 characters)")
+
+
 Target = Annotated[
     WebhookTarget | LogTarget | TicketTarget | DispatchTarget | PagerDutyTarget
-    | OpsgenieTarget | CrmOfferTarget | MqttTarget,
+    | OpsgenieTarget | CrmOfferTarget | MqttTarget | SlaCreditTarget | RemediationTarget
+    | EmailTarget | SmsTarget,
     Field(discriminator="kind"),
 ]

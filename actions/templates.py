@@ -29,6 +29,9 @@ incident):
 ``incident.priority``          float   priority score
 ``incident.symptom_count``     int     suppressed symptoms
 ``incident.opened_at``         text    ISO 8601, UTC
+``incident.summary``           text    a condition's one line (``ge-0/0/1 in at 96% ...``)
+``incident.evidence``          text    its numbers: ``utilization_pct=96, speed_bps=...``
+``incident.subscriber``        text    plan_saturation / repeated_failures: who (else empty)
 ``impact.subscriber_count``    int     affected subscribers
 ``impact.revenue_at_risk``     float   monthly revenue of the affected subscribers
 ``impact.revenue_by_tier``     text    ``business 120.00, residential 75.00``
@@ -37,6 +40,7 @@ incident):
 ``impact.devices``             text    ``olt1, olt2`` (first 20)
 ``impact.near_renewal``        int     affected subscribers whose contract ends soon
 ``impact.repeat_subscribers``  int     affected subscribers hit repeatedly
+``impact.service``             text    ``down`` (outage) / ``degraded`` (works, badly)
 ``event.type``                 text    ``opened`` / ``updated`` / ``resolved`` / ``merged``
 ``event.time``                 text    ISO 8601, UTC
 ``rule``                       text    the policy rule that asked for the action
@@ -44,6 +48,11 @@ incident):
 
 Action-result variables (``ResultTemplate``; MQTT result topics): ``action.key``,
 ``action.target``, ``action.executor``, ``action.outcome``, ``incident.id``.
+
+Subscriber-message variables (``SubscriberTemplate``; e-mail and SMS to customers): the
+incident variables plus ``subscriber.id``, ``subscriber.name``, ``subscriber.account``,
+``subscriber.sla_tier``, ``incident.resolved_at`` and ``incident.duration`` (see
+``SUBSCRIBER_VARIABLES``).
 """
 
 from __future__ import annotations
@@ -58,6 +67,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator
 
 from actions.errors import ActionError
+from correlator.incidents import evidence_text
 
 # name -> sample value (its type is the variable's type)
 INCIDENT_VARIABLES: Mapping[str, object] = {
@@ -75,6 +85,9 @@ INCIDENT_VARIABLES: Mapping[str, object] = {
     "incident.priority": 123.45,
     "incident.symptom_count": 3,
     "incident.opened_at": "2024-01-01T00:00:00Z",
+    "incident.summary": "ge-0/0/1 in at 96% of 10 Gb/s for 5 min",
+    "incident.evidence": "direction=in, utilization_pct=96, speed_bps=10000000000",
+    "incident.subscriber": "S-1001",
     "impact.subscriber_count": 5,
     "impact.revenue_at_risk": 195.0,
     "impact.revenue_by_tier": "business 120.00, residential 75.00",
@@ -83,6 +96,7 @@ INCIDENT_VARIABLES: Mapping[str, object] = {
     "impact.devices": "olt1",
     "impact.near_renewal": 1,
     "impact.repeat_subscribers": 0,
+    "impact.service": "degraded",
     "event.type": "opened",
     "event.time": "2024-01-01T00:00:00Z",
     "rule": "noc-all-outages",
@@ -224,6 +238,10 @@ def _count(v: object) -> int:
     return len(v) if isinstance(v, list | tuple) else 0
 
 
+def _evidence(d: object) -> str:
+    return evidence_text(d) if isinstance(d, Mapping) else ""
+
+
 def incident_variables(payload: Mapping[str, Any]) -> dict[str, object]:
     """The incident variables of one action's payload (``actions.dispatcher.build_payload``).
 
@@ -247,6 +265,9 @@ def incident_variables(payload: Mapping[str, Any]) -> dict[str, object]:
         "incident.priority": _num(inc.get("priority")),
         "incident.symptom_count": _count(inc.get("symptoms")),
         "incident.opened_at": iso(inc.get("opened_at")),
+        "incident.summary": _text(inc.get("summary")),
+        "incident.evidence": _evidence(inc.get("evidence")),
+        "incident.subscriber": _text(inc.get("subscriber")),
         "impact.subscriber_count": _int(imp.get("subscriber_count")),
         "impact.revenue_at_risk": _num(imp.get("revenue_at_risk")),
         "impact.revenue_by_tier": _tiers(imp.get("revenue_by_tier"), True),
@@ -255,7 +276,61 @@ def incident_variables(payload: Mapping[str, Any]) -> dict[str, object]:
         "impact.devices": ", ".join(str(d) for d in list(devices)[:MAX_DEVICES_LISTED]),
         "impact.near_renewal": _count(imp.get("contracts_near_renewal")),
         "impact.repeat_subscribers": _count(imp.get("repeat_subscribers")),
+        "impact.service": _text(imp.get("service") or "down"),
         "event.type": _text(payload.get("event")),
         "event.time": iso(payload.get("event_ts")),
         "rule": _text(payload.get("rule")),
+    }
+
+
+# --- messages to one subscriber ------------------------------------------------------------
+
+SUBSCRIBER_VARIABLES: Mapping[str, object] = {
+    **INCIDENT_VARIABLES,
+    "subscriber.id": "S-1001",
+    "subscriber.name": "Ana Silva",
+    "subscriber.account": "A-77",
+    "subscriber.sla_tier": "residential",
+    "incident.resolved_at": "2024-01-01T00:25:00.000Z",
+    "incident.duration": "25 min",
+}
+"""The incident variables plus the subscriber a message goes to (``SubscriberTemplate``;
+the e-mail and SMS targets): ``subscriber.id``, ``subscriber.name`` (``customer`` when the
+inventory has no name), ``subscriber.account``, ``subscriber.sla_tier``, and for the
+all-clear ``incident.resolved_at`` (ISO 8601 UTC) and ``incident.duration`` (``25 min``,
+``2 h 05 min``); both are empty while the incident is open."""
+
+
+def _check_subscriber(template: str) -> str:
+    return check(template, SUBSCRIBER_VARIABLES)
+
+
+SubscriberTemplate = Annotated[str, AfterValidator(_check_subscriber)]
+"""A template over the subscriber-message variables, checked at config load."""
+
+
+def duration_text(seconds: float) -> str:
+    """``less than a minute``, ``25 min``, ``2 h 05 min``."""
+    minutes = int(seconds // 60)
+    if minutes < 1:
+        return "less than a minute"
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def subscriber_variables(payload: Mapping[str, Any], *, sid: str, name: str | None,
+                         account: str | None, sla_tier: str) -> dict[str, object]:
+    """The variables of a message about ``payload``'s incident to one subscriber."""
+    inc: Mapping[str, Any] = payload.get("incident") or {}
+    opened, resolved = _num(inc.get("opened_at")), inc.get("resolved_at")
+    done = isinstance(resolved, int | float) and not isinstance(resolved, bool)
+    return {
+        **incident_variables(payload),
+        "subscriber.id": sid,
+        "subscriber.name": name or "customer",
+        "subscriber.account": account or "",
+        "subscriber.sla_tier": sla_tier,
+        "incident.resolved_at": iso(resolved),
+        "incident.duration": duration_text(_num(resolved) - opened) if done else "",
     }

@@ -45,11 +45,12 @@ def _parser() -> argparse.ArgumentParser:
                       help="keep the demo's temporary directory (config, state, logs)")
     _supervisor_commands(sub)
     _policy_commands(sub)
+    _inventory_commands(sub)
     return p
 
 
 SUPERVISOR_COMMANDS = ("status", "incidents", "incident", "explain", "actions", "approve",
-                       "deny")
+                       "deny", "silence", "maintenance")
 
 
 def _policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -66,6 +67,32 @@ def _policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     test.add_argument("--against", metavar="FILE",
                       help="the current policy: also show what the new one does differently")
     test.add_argument("--json", action="store_true", help="one JSON object per action")
+
+
+def _inventory_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    inv = sub.add_parser("inventory", help="build inventory files from other systems")
+    what = inv.add_subparsers(dest="inventory_command", required=True, metavar="SUBCOMMAND")
+    nb = what.add_parser(
+        "import-netbox", help="read devices, cables and tenants from NetBox (pynetbox) and "
+                              "write inventory.yaml + subscribers.csv, checked, both or "
+                              "neither; then `systemctl reload netreflex`")
+    nb.add_argument("--url", required=True, help="NetBox's base URL, e.g. https://netbox.example.net")
+    nb.add_argument("--token-file", required=True, metavar="FILE",
+                    help="file holding a NetBox API token (read access to dcim, tenancy)")
+    nb.add_argument("--out-dir", required=True, metavar="DIR",
+                    help="directory of its own for inventory.yaml and subscribers.csv")
+    nb.add_argument("--site", action="append", metavar="SLUG",
+                    help="only devices (and their cables) in this site; repeatable")
+    nb.add_argument("--mapping", metavar="FILE",
+                    help="YAML: roles, skip_roles, device_statuses, custom_fields (README)")
+    nb.add_argument("--skip-invalid", action="store_true",
+                    help="leave out objects with problems (listed as skipped) instead of "
+                         "writing nothing")
+    nb.add_argument("--dry-run", action="store_true",
+                    help="read, map and check, but write nothing")
+    nb.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                    help="per HTTP request (default 30)")
+    nb.add_argument("--json", action="store_true", help="the summary as one JSON object")
 
 
 def _supervisor_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -114,6 +141,44 @@ def _supervisor_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
                         help="deny an action waiting for approval: it is blocked")
     no.add_argument("key", metavar="KEY", help="action key (nrx-...)")
     no.add_argument("--reason", required=True, help="why (kept on the action)")
+    _maintenance_commands(sub, common, limit)
+
+
+def _maintenance_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                          common: argparse.ArgumentParser,
+                          limit: argparse.ArgumentParser) -> None:
+    """``silence list|add|expire`` and ``maintenance list|events``, through the API."""
+    sil = sub.add_parser("silence", help="silences (ad-hoc maintenance): list, add, expire")
+    what = sil.add_subparsers(dest="silence_command", required=True, metavar="SUBCOMMAND")
+    ls = what.add_parser("list", parents=[common], help="active silences, by expiry")
+    ls.add_argument("--all", action="store_true",
+                    help="also the expired ones (and who ended them), newest first")
+    add = what.add_parser(
+        "add", parents=[common],
+        help="incidents it covers that open while it lasts are planned; every selector "
+             "given must hold")
+    for flag, noun in (("--device", "device"), ("--site", "site"),
+                       ("--subscriber", "subscriber id"), ("--sla-tier", "SLA tier")):
+        add.add_argument(flag, action="append", metavar="NAME",
+                         help=f"cover this {noun} (repeatable)")
+    until = add.add_mutually_exclusive_group(required=True)
+    until.add_argument("--for", dest="duration", metavar="DURATION",
+                       help="how long from now: 90m, 2h, 1h30m, 1d")
+    until.add_argument("--until", metavar="TIME",
+                       help="when it ends, ISO 8601 (2026-05-04T18:00; local time unless "
+                            "it has an offset)")
+    add.add_argument("--reason", required=True, help="why (shown with every incident)")
+    add.add_argument("--by", help="who (default $USER@hostname)")
+    end = what.add_parser("expire", parents=[common], help="end a silence now")
+    end.add_argument("id", metavar="ID", help="silence id, e.g. SIL-000001")
+    end.add_argument("--by", help="who (default $USER@hostname)")
+    mnt = sub.add_parser("maintenance", help="maintenance windows (the maintenance file)")
+    what = mnt.add_subparsers(dest="maintenance_command", required=True, metavar="SUBCOMMAND")
+    ml = what.add_parser("list", parents=[common], help="windows under way now, and upcoming")
+    ml.add_argument("--within", default="7d", metavar="DURATION",
+                    help="how far ahead to look (default 7d; at most 366d)")
+    what.add_parser("events", parents=[common, limit],
+                    help="silences created and ended since the daemon started")
 
 
 def _load(path: str) -> object:
@@ -159,6 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(json_output=args.json, keep=args.keep)
     if args.command == "policy":
         return _policy_test(args)
+    if args.command == "inventory":
+        from collector.netbox import run as import_netbox
+
+        return import_netbox(args)
     return 2
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
+from actions.credit_config import tier_warnings
 from actions.policy import Policy, load_policy
 from collector.cluster import ClusterConfig
 from correlator.config import CorrelationConfig
@@ -176,6 +177,11 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
                 problems.append(src.problem(("devices", name),
                                             "device is not in the inventory; add it there "
                                             "(with its parents) or fix the name"))
+            elif inventory.devices[name].passive:
+                problems.append(src.problem(
+                    ("devices", name), "device is passive in the inventory (a splitter or "
+                    "patch panel: nothing answers a poll); remove it from devices: here, or "
+                    "fix its role in the inventory if it is an active device"))
     windows: list[MaintenanceWindow] = []
     if inventory is not None and cfg.correlation.maintenance_file:
         try:
@@ -196,6 +202,7 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
     if problems:
         raise SourceError(problems)
     assert inventory is not None and policy is not None
+    warnings.extend(tier_warnings(_rel(base, cfg.policy), policy, inventory))  # sla_credit
     return Settings(path=str(path), config=cfg, inventory=inventory, policy=policy,
                     warnings=tuple(warnings), maintenance=tuple(windows),
                     syslog_rules=tuple(rules))

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +16,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from actions.dispatcher import Dispatcher, build_executors
+from actions.executors.mqtt import publish_results, result_publishers
+from actions.executors.remediate import DeviceAccess
 from actions.journal import Journal
 from actions.types import ActionResult, ExecutorContext
 from collector import roles
@@ -41,6 +44,7 @@ from probes.syslog.receiver import SyslogReceiver
 from probes.types import EventSource, Poller, PollResult
 
 log = logging.getLogger(__name__)
+CATCH_UP_SLACK = 300.0  # seconds before the last decided event that a restart looks back
 
 from collector.version import VERSION  # noqa: E402
 
@@ -68,14 +72,22 @@ class Daemon:
             settings.inventory, self.store,
             hold_down=corr.unreachable_hold_down, priority=corr.priority, churn=corr.churn,
             damping=corr.damping, windows=settings.maintenance, max_silence=corr.max_silence,
+            detection=corr.detection, state_hold_down=corr.state_hold_down,
+            condition_recheck=corr.condition_recheck,
         )
         self.executor_context = ExecutorContext(
             state_dir=state, inventory=lambda: self.correlator.inventory,
             incident=self._incident, journal=self.journal)
+        # SLA credits leave out the time maintenance covered (Maintenance.planned_seconds)
+        self.executor_context.extra["maintenance"] = self.correlator.maintenance
+        # remediation: device access from the current config, and its verify hooks
+        self.executor_context.extra.update(devices=self._device_access,
+                                           mark_mitigated=self._mitigated,
+                                           remediation_failed=self._remediation_failed)
         self.dispatcher = Dispatcher(
             settings.policy, self.journal,
             build_executors(settings.policy, state_dir=state, context=self.executor_context),
-            on_result=self._on_action, down_share=self._down_share,
+            on_result=self._on_action, down_share=self._down_share, incident=self._incident,
         )
         self.jobs = self._build_jobs()
         self.resolver = ConfigResolver(
@@ -83,6 +95,7 @@ class Daemon:
         )
         self.sources = self._build_sources()
         self.metrics.register_sources(self.sources)
+        self.metrics.register_detections(lambda: self.correlator.stats.detections)
         self.exit_code = 0
         self.scheduler = Scheduler(
             self.jobs, self._on_poll, concurrency=self.cfg.polling.concurrency
@@ -111,6 +124,47 @@ class Daemon:
             if inc.id == incident_id:
                 return inc
         return self.store.get(incident_id)
+
+    def _device_access(self, name: str) -> DeviceAccess | None:
+        """How remediation reaches a polled device (None: not polled, so passive here)."""
+        dev = self.cfg.devices.get(name)
+        if dev is None:
+            return None
+
+        def if_index(port: str) -> int | None:
+            table = self.metrics.devices.counters.get(name)
+            if table is None or port not in table.name:
+                return None
+            return int(table.if_index[table.name.index(port)])
+
+        return DeviceAccess.from_probes(name, dev.address, dev.probes, self.cfg.credentials,
+                                        if_index=if_index)
+
+    def _mitigated(self, incident_id: str, *, by: str, detail: str, ts: float) -> None:
+        event = self.correlator.mark_mitigated(incident_id, by, detail, ts)
+        if event is not None:
+            self._handle([event])
+
+    def _remediation_failed(self, incident_id: str, *, by: str, detail: str,
+                            ts: float) -> None:
+        inc = self._incident(incident_id)
+        if inc is not None:
+            log.warning("remediation did not fix incident=%s by=%s: %s", incident_id, by,
+                        detail)
+            self._handle([IncidentEvent("remediation_failed", inc, ts)])
+
+    def _catch_up(self) -> None:
+        """Decide again the incident events a crash kept from the journal (saved, never
+        submitted; see Dispatcher.catch_up): open incidents, and those that ended since
+        a little before the last decided event."""
+        last = self.journal.last_decided_at()
+        since = max(self.journal.decided_since(),
+                    (time.time() if last is None else last) - CATCH_UP_SLACK)
+        events = self.dispatcher.catch_up([*self.correlator.open.values(),
+                                           *self.store.closed_since(since)])
+        if events:
+            log.warning("decided %d incident event(s) that were saved but not journaled "
+                        "before the last stop", len(events))
 
     def _build_jobs(self) -> list[PollJob]:
         self.cli_pool = ThreadPoolExecutor(max_workers=self.cfg.polling.cli_sessions,
@@ -211,6 +265,20 @@ class Daemon:
                          reachable=result.error not in ("timeout", "socket"))
         if result.observations:
             await self.bus.publish(result.observations)
+        if result.counters is not None and self.plan.correlates:
+            self._on_counters(result)
+
+    def _on_counters(self, result: PollResult) -> None:
+        """An interface table (SNMP) to the detectors: rates, utilization, errors. Only
+        in-process: with role ``poller`` counters stay on the poller (see README)."""
+        assert result.counters is not None
+        try:
+            events = self.correlator.observe_counters(result.device, result.counters, result.ts)
+        except Exception:  # one bad table must not take the NOC's eyes out
+            self.metrics.internal_errors.labels("correlator").inc()
+            log.exception("correlator failed on the counters of %s; skipped", result.device)
+            return
+        self._handle(events)
 
     def _on_batch(self, batch: Batch) -> None:
         m = self.metrics
@@ -254,6 +322,12 @@ class Daemon:
 
     def _on_action(self, result: ActionResult) -> None:
         self.metrics.actions.labels(result.executor, result.outcome).inc()
+        publishers = result_publishers(self.dispatcher.executors)
+        if publishers and result.outcome != "wait":  # wait: nothing happened, not yet
+            row = self.journal.get(result.key)
+            self.background(publish_results(publishers, result,
+                                            None if row is None else row.incident_id),
+                            name=f"result:{result.key}")
 
     def _status(self) -> None:
         self.notifier.notify(
@@ -390,6 +464,8 @@ class Daemon:
                 await self._runner.cleanup()
             self._close_stores()
             return 1
+        if self.plan.correlates:
+            self._catch_up()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.scheduler.run(self.stopping), name="scheduler")
@@ -413,6 +489,11 @@ class Daemon:
         cancelled = await self.scheduler.drain(budget / 2)
         undelivered = await roles.close_bus(self.bus, self._on_batch, budget / 2)
         cancelled_actions = await self.dispatcher.drain(budget / 2)
+        if self._background:  # action results still being published, and the like
+            _, left = await asyncio.wait(set(self._background), timeout=min(2.0, budget / 4))
+            for task in left:
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
         for ex in self.dispatcher.executors.values():
             with contextlib.suppress(Exception):
                 await ex.aclose()

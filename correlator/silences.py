@@ -261,6 +261,33 @@ class Maintenance:
                 until = s.expires_at if until is None else max(until, s.expires_at)
         return Coverage(tuple(ids), until)
 
+    def planned_seconds(self, target: Target, start: float, end: float) -> float:
+        """How much of ``[start, end]`` (an outage) planned maintenance covered
+        ``target``: the union of the occurrences of the windows that cover it and of the
+        silences that cover it and already existed at ``start`` -- a silence set up
+        during an outage is repair work, not maintenance announced in advance (it does
+        not mark an open incident planned either). SLA credits leave this time out."""
+        spans: list[tuple[float, float]] = []
+        for w in self._windows:
+            if w.scope.covers(target):
+                spans.extend(w.occurrences(start, end))
+        for s in self.silences(include_expired=True):  # the outage is over: expired too
+            stop = s.expires_at if s.expired_at is None else s.expired_at
+            if s.created_at <= start and stop > start and Scope.of(s.match).covers(target):
+                spans.append((s.created_at, stop))
+        return covered_seconds(spans, start, end)
+
+
+def covered_seconds(spans: Iterable[tuple[float, float]], start: float, end: float) -> float:
+    """The length of the part of ``[start, end]`` that the union of ``spans`` covers."""
+    total, reach = 0.0, start
+    for a, b in sorted(spans):
+        a, b = max(a, reach), min(b, end)
+        if b > a:
+            total += b - a
+            reach = b
+    return total
+
 
 def _silence(data: str) -> Silence:
     return Silence.from_dict(json.loads(data))

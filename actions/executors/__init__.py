@@ -11,11 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from actions.executors.credit import SlaCreditExecutor
 from actions.executors.crm import CrmOfferExecutor
+from actions.executors.email import EmailExecutor
 from actions.executors.log import LogExecutor
 from actions.executors.mqtt import MqttExecutor
 from actions.executors.opsgenie import OpsgenieExecutor
 from actions.executors.pagerduty import PagerDutyExecutor
+from actions.executors.remediate import RemediationExecutor
+from actions.executors.sms import SmsExecutor
 from actions.executors.ticket import DispatchExecutor, TicketExecutor
 from actions.executors.webhook import WebhookExecutor
 from actions.types import Executor, ExecutorContext
@@ -36,6 +40,10 @@ FACTORIES: dict[str, ExecutorFactory] = {
     "opsgenie": OpsgenieExecutor,
     "crm_offer": CrmOfferExecutor,
     "mqtt": MqttExecutor,
+    "email": EmailExecutor,
+    "sms": SmsExecutor,
+    "sla_credit": SlaCreditExecutor,
+    "remediation": RemediationExecutor,
 }
 
 
@@ -49,11 +57,15 @@ __all__ = [
     "FACTORIES",
     "CrmOfferExecutor",
     "DispatchExecutor",
+    "EmailExecutor",
     "ExecutorFactory",
     "LogExecutor",
     "MqttExecutor",
     "OpsgenieExecutor",
     "PagerDutyExecutor",
+    "RemediationExecutor",
+    "SlaCreditExecutor",
+    "SmsExecutor",
     "TicketExecutor",
     "WebhookExecutor",
     "build_executor",

@@ -121,6 +121,22 @@ _NOS: dict[str, dict[str, Any]] = {
 }
 
 
+# Config mode, for remediation tests: the command that enters it, its prompt, the one that
+# leaves it (netmiko's exit_config_mode), and prompts of sub-modes by command prefix.
+_CONFIG_MODE: dict[str, dict[str, Any]] = {
+    "cisco_ios": {
+        "enter": "configure terminal", "prompt": "{base_prompt}(config)#",
+        "exit": "end", "exec_prompt": "{base_prompt}#",
+        "sub": {"interface ": "{base_prompt}(config-if)#"},
+    },
+    "huawei_smartax": {
+        "enter": "config", "prompt": "{base_prompt}(config)#",
+        "exit": "return", "exec_prompt": "{base_prompt}#",
+        "sub": {"interface gpon ": "{base_prompt}(config-if-gpon)#"},
+    },
+}
+
+
 class FakeCliDeviceError(RuntimeError):
     """fakenos did not start listening in time."""
 
@@ -140,6 +156,7 @@ class FakeCliDevice:
         name: str = "lab-dev",
         prompt: str | None = None,
         start_timeout: float = 5.0,
+        config_commands: tuple[str, ...] = (),
     ) -> None:
         if platform not in _NOS:
             raise ValueError(f"no fake NOS for {platform!r} (have: {', '.join(_NOS)})")
@@ -150,6 +167,12 @@ class FakeCliDevice:
         self.prompt = prompt
         self.outputs: dict[str, str] = dict(outputs or {})
         self.calls: collections.Counter[str] = collections.Counter()
+        # config-mode lines the device accepts (remediation tests); every scripted command
+        # it got, in order, is in ``received``
+        self.config_commands = config_commands
+        if config_commands and platform not in _CONFIG_MODE:
+            raise ValueError(f"no fake config mode for {platform!r}")
+        self.received: list[str] = []
         self.start_timeout = start_timeout
         self._lock = threading.Lock()
         self._hung: dict[str, threading.Event] = {}
@@ -282,22 +305,35 @@ class FakeCliDevice:
         }
 
     def _scripted(self) -> dict[str, Any]:
-        return {
+        scripted = {
             command: {"output": self._answer(command), "help": "scripted by the test"}
             for command in self.outputs
         }
+        if self.config_commands:
+            mode = _CONFIG_MODE[self.platform]
+            prompts = {mode["enter"]: mode["prompt"], mode["exit"]: mode["exec_prompt"]}
+            for command in self.config_commands:
+                prefix = next((p for p in mode["sub"] if command.startswith(p)), None)
+                prompts[command] = mode["sub"][prefix] if prefix is not None else None
+            for command, prompt in prompts.items():
+                scripted[command] = {"output": self._answer(command, prompt),
+                                     "help": "config mode, scripted by the test"}
+        return scripted
 
-    def _answer(self, command: str) -> Callable[..., str]:
+    def _answer(self, command: str, new_prompt: str | None = None) -> Callable[..., Any]:
         # A plain function (fakenos deep-copies its command table per session; a
         # function is copied by reference, so every session sees the current output).
-        def answer(_device: Any, **_kwargs: Any) -> str:
+        def answer(_device: Any, **_kwargs: Any) -> Any:
             with self._lock:
                 self.calls[command] += 1
+                self.received.append(command)
                 event = self._hung.get(command)
-                text = self.outputs[command]
+                text = self.outputs.get(command)
             if event is not None:
                 event.wait(60)
                 return ""
+            if new_prompt is not None:
+                return {"output": text, "new_prompt": new_prompt}
             return text
 
         return answer

@@ -17,6 +17,12 @@ DATA.json::
 ``overrides`` replaces (or adds) single rows with any pass_persist type, to script
 malformed replies; a ``null`` value removes the row.
 
+``set`` is answered ``not-writable`` except for ifAdminStatus (ifTable column 7) when
+snmpd lets the manager write (``rwcommunity`` / ``rwuser``): the script then records
+the SET in DATA.json (``"sets": [{"oid": ..., "value": 2}, ...]``), changes ``admin``
+and moves ``oper`` with it -- down(2) on a down SET, ``oper_after_up`` (default up(1))
+on an up SET: an interface with ``"oper_after_up": 2`` stays down (a cut fibre).
+
 Standard library only: snmpd runs this outside the test's virtualenv path set-up.
 """
 
@@ -118,6 +124,31 @@ class Table:
         return None
 
 
+def set_admin(path: str, oid: Oid, typed: str) -> str:
+    """Apply a SET of ifAdminStatus to DATA.json; the pass_persist answer."""
+    if oid[:-1] != (*IF_ENTRY, 7):
+        return "not-writable"
+    kind, _, value = typed.strip().partition(" ")
+    if kind.lower() != "integer" or value.strip() not in ("1", "2"):
+        return "wrong-value" if kind.lower() == "integer" else "wrong-type"
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    status = int(value)
+    for itf in data.get("interfaces", []):
+        if int(itf["if_index"]) == oid[-1]:
+            itf["admin"] = status
+            itf["oper"] = 2 if status == 2 else int(itf.get("oper_after_up", 1))
+            break
+    else:
+        return "no-such-name"
+    data.setdefault("sets", []).append({"oid": _dotted(oid), "value": status})
+    tmp = f"{path}.set.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, path)
+    return "DONE"
+
+
 def main() -> None:
     root, path = _oid(sys.argv[1]), sys.argv[2]
     table = Table(root, path)
@@ -139,9 +170,9 @@ def main() -> None:
                 key, (kind, value) = found
                 out.write(f"{_dotted(key)}\n{kind}\n{value}\n")
         elif cmd == "set":
-            sys.stdin.readline()
-            sys.stdin.readline()
-            out.write("not-writable\n")
+            oid = _oid(sys.stdin.readline())
+            typed = sys.stdin.readline()
+            out.write(set_admin(path, oid, typed) + "\n")
         elif cmd:
             out.write("NONE\n")
         out.flush()

@@ -62,6 +62,7 @@ class Interface:
     in_errors: int = 0
     out_errors: int = 0
     descr: str | None = None
+    oper_after_up: int = 1  # oper status after a SET of ifAdminStatus up (2: stays down)
 
 
 class SnmpdError(RuntimeError):
@@ -84,8 +85,11 @@ class SnmpdAgent:
         sys_name: str = "lab-snmpd",
         workdir: Path | None = None,
         start_timeout: float = 10.0,
+        writable: bool = False,
     ) -> None:
         self.interfaces: dict[int, Interface] = {i.if_index: i for i in interfaces}
+        self.writable = writable  # rwcommunity / rwuser: ifAdminStatus takes SETs
+        self.sets: list[dict[str, Any]] = []
         self.sys_name = sys_name
         self.if_table_last_change = 0
         self.overrides: dict[str, tuple[str, str] | None] = {}
@@ -183,6 +187,18 @@ class SnmpdAgent:
         self.overrides[oid] = None if kind is None else (kind, value)
         self._write()
 
+    def read_back(self) -> list[dict[str, Any]]:
+        """Take in what SETs changed in the agent's file; returns the SETs so far, in
+        order (``{"oid": ".1.3.6.1.2.1.2.2.1.7.2", "value": 2}``)."""
+        data = json.loads(self.data_file.read_text(encoding="utf-8"))
+        self.sets = list(data.get("sets", []))
+        fields = {f.name for f in dataclasses.fields(Interface)}
+        self.interfaces = {
+            int(d["if_index"]): Interface(**{k: v for k, v in d.items() if k in fields})
+            for d in data.get("interfaces", [])
+        }
+        return self.sets
+
     def clear_overrides(self) -> None:
         """Serve the scripted interfaces only, as before any :meth:`override`."""
         self.overrides.clear()
@@ -215,6 +231,7 @@ class SnmpdAgent:
             ],
             "if_table_last_change": self.if_table_last_change,
             "overrides": self.overrides,
+            "sets": self.sets,
         }
         tmp = self.data_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(data), encoding="utf-8")
@@ -230,9 +247,9 @@ class SnmpdAgent:
         return "\n".join(
             [
                 f"agentAddress udp:{self.address}:{self.port}",
-                f"rocommunity {self.community} {self.address}",
+                f"{'rw' if self.writable else 'ro'}community {self.community} {self.address}",
                 f'createUser {self.v3_user} SHA "{self.v3_auth_key}" AES "{self.v3_priv_key}"',
-                f"rouser {self.v3_user} priv",
+                f"{'rw' if self.writable else 'ro'}user {self.v3_user} priv",
                 f"sysName {self.sys_name}",
                 "dontLogTCPWrappersConnects yes",
                 f"pass_persist {IF_TABLE} {run} {IF_TABLE} {data}",
