@@ -158,6 +158,8 @@ class Dispatcher:
         self._sem = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        # (guardrail, outcome) -> attempts it stopped (live actions only): for metrics
+        self.trips: dict[tuple[str, str], int] = {}
 
     @property
     def policy(self) -> Policy:
@@ -326,6 +328,10 @@ class Dispatcher:
         verdicts = decision.to_dicts()
         if decision.outcome == "allowed":
             return True
+        if not plan.dry_run:
+            for v in decision.deciding:
+                self.trips[(v.guardrail, v.outcome)] = self.trips.get(
+                    (v.guardrail, v.outcome), 0) + 1
         if plan.dry_run:
             # shadow mode: say what would have happened; nobody is asked, nothing waits
             detail = f"dry run: would be {decision.outcome} ({decision.reason})"

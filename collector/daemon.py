@@ -96,6 +96,7 @@ class Daemon:
         self.sources = self._build_sources()
         self.metrics.register_sources(self.sources)
         self.metrics.register_detections(lambda: self.correlator.stats.detections)
+        self.metrics.register_guardrail_trips(lambda: self.dispatcher.trips)
         self.exit_code = 0
         self.scheduler = Scheduler(
             self.jobs, self._on_poll, concurrency=self.cfg.polling.concurrency

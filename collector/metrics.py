@@ -7,6 +7,7 @@ scrape time; no I/O happens during a scrape. Labels are bounded by the inventory
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -114,23 +115,22 @@ class SourceStats(Collector):
         yield fam
 
 
-class DetectionStats(Collector):
-    """Conditions the correlator found (detectors, BGP sessions, ONTs, repeated failures),
-    raised and cleared by kind, read from its counters at scrape time."""
+class LabelledCounts(Collector):
+    """A counter family read at scrape time from a ``{label values: count}`` mapping that
+    some component keeps (the correlator's detections, the dispatcher's guardrail trips)."""
 
-    NAME = "netreflex_detections"
-    DOC = "Conditions found, by kind and state (raised, cleared)"
-
-    def __init__(self, counts: Callable[[], Mapping[tuple[str, str], int]]) -> None:
-        self.counts = counts
+    def __init__(self, name: str, doc: str, labels: Sequence[str],
+                 counts: Callable[[], Mapping[Any, int]]) -> None:
+        """``counts()``: label values (a tuple, in ``labels`` order) -> count."""
+        self.name, self.doc, self.labels, self.counts = name, doc, list(labels), counts
 
     def describe(self) -> Iterator[CounterMetricFamily]:
-        yield CounterMetricFamily(self.NAME, self.DOC, labels=["kind", "state"])
+        yield CounterMetricFamily(self.name, self.doc, labels=self.labels)
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        fam = CounterMetricFamily(self.NAME, self.DOC, labels=["kind", "state"])
-        for (kind, state), value in sorted(dict(self.counts()).items()):
-            fam.add_metric([kind, state], float(value))
+        fam = CounterMetricFamily(self.name, self.doc, labels=self.labels)
+        for values, value in sorted(dict(self.counts()).items()):
+            fam.add_metric(list(values), float(value))
         yield fam
 
 
@@ -185,10 +185,20 @@ class Metrics:
             self.registry.register(SourceStats(sources))
 
     def register_detections(self, counts: Callable[[], Mapping[tuple[str, str], int]]) -> None:
-        self.registry.register(DetectionStats(counts))
+        self.registry.register(LabelledCounts(
+            "netreflex_detections", "Conditions found, by kind and state (raised, cleared)",
+            ["kind", "state"], counts))
+
+    def register_guardrail_trips(
+        self, counts: Callable[[], Mapping[tuple[str, str], int]]
+    ) -> None:
+        self.registry.register(LabelledCounts(
+            "netreflex_guardrail_trips", "Attempts a guardrail stopped, by guardrail and "
+            "outcome (waiting = held for approval, deferred, blocked); dry runs excluded",
+            ["guardrail", "outcome"], counts))
 
     def gauge(self, name: str, doc: str, fn: Callable[[], float]) -> None:
         self.registry.register(_Callback(name, doc, fn))
 
 
-__all__ = ["DetectionStats", "DeviceSnapshot", "Gauge", "Metrics"]
+__all__ = ["DeviceSnapshot", "Gauge", "LabelledCounts", "Metrics"]

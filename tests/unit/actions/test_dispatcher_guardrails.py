@@ -93,6 +93,7 @@ async def test_approval_flow_executor_sees_only_approved(tmp_path: Path) -> None
     row = j.get(p.key)
     assert row is not None and row.state == "waiting_approval" and row.expires_at == NOON + 600
     assert ex.seen == []
+    assert d.trips == {("approval", "waiting"): 1}  # what netreflex_guardrail_trips shows
     assert await d.run_once() == 0  # waiting is not due
     d.approve(p.key, by="alice", reason="ok")
     assert await d.run_once() == 1
@@ -132,6 +133,7 @@ async def test_blocked_by_maintenance_is_recorded_with_its_verdicts(tmp_path: Pa
     assert by["noc"] is not None and by["noc"].state == "succeeded"
     assert offer.seen == [] and len(noc.seen) == 1
     assert sorted(r.outcome for r in results) == ["blocked", "succeeded"]
+    assert d.trips == {("maintenance", "blocked"): 1}
 
 
 async def test_quiet_hours_defer_and_then_deliver(tmp_path: Path) -> None:
@@ -149,6 +151,7 @@ async def test_quiet_hours_defer_and_then_deliver(tmp_path: Path) -> None:
         "deferred"]
     clock.t = morning - 1
     assert await d.run_once() == 0 and offer.seen == []
+    assert d.trips == {("quiet_hours", "deferred"): 1}
     clock.t = morning
     assert await d.run_once() == 1
     assert len(offer.seen) == 1 and j.get(p.key).state == "succeeded"  # type: ignore[union-attr]
@@ -163,7 +166,7 @@ async def test_dry_run_records_what_guardrails_would_do_without_calling(tmp_path
     assert row is not None and row.state == "dry_run"
     assert row.last_error is not None and row.last_error.startswith(
         "dry run: would be waiting (approval: needs a person's approval")
-    assert ex.seen == []
+    assert ex.seen == [] and d.trips == {}  # a dry run trips nothing for real
     # allowed dry runs do reach the executor, with dry_run set, and take no tokens
     (tmp_path / "b").mkdir()
     d2, j2, _ = make(tmp_path / "b", {"noc": ex}, dry_run=True, guardrails={
