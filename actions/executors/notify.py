@@ -273,12 +273,19 @@ class NotifyExecutor:
         for row in self._rows(plan.incident_id, events, recipient=plan.recipient):
             if row.key == plan.key:
                 continue
-            if row.state == "succeeded" or (row.state in PENDING and row.key < plan.key):
-                what = "sent" if row.state == "succeeded" else "sends"
-                return self._result(plan, "blocked", f"another action ({row.key}, rule "
-                                    f"{row.rule}, target {row.target}) {what} this "
-                                    f"{self.channel} {phase.replace('_', '-')} message to "
-                                    f"{plan.recipient}: never two copies")
+            what = (f"another action ({row.key}, rule {row.rule}, target {row.target}) "
+                    f"{{}} this {self.channel} {phase.replace('_', '-')} message to "
+                    f"{plan.recipient}")
+            if row.state == "succeeded":
+                return self._result(plan, "blocked",
+                                    what.format("sent") + ": never two copies")
+            if row.state in PENDING and row.key < plan.key:
+                # the first (by key) of the copies goes; the others wait to see whether it
+                # is delivered -- it may yet be denied, expire or fail, and then the next
+                # one goes: never two copies, but never none either
+                return ActionResult(plan.key, self.name, self.kind, "wait",
+                                    what.format(f"is {row.state} and would send"),
+                                    retry_after=IN_FLIGHT_RECHECK)
         return None
 
     # --- helpers ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from actions.dispatcher import Dispatcher, build_executors
+from actions.executors.notify import IN_FLIGHT_RECHECK
 from actions.faults import FaultInjector
 from actions.journal import Journal
 from actions.policy import Policy
@@ -379,9 +380,36 @@ async def test_two_rules_send_one_copy(
     r.clock.t = OPENED + HOLD + 1
     await r.settle(rounds=2)
     assert [m.rcpt_tos for m in smtp.snapshot()] == [["ana@example.net"]]  # ... one e-mail
+    assert len(r.rows("succeeded")) == 1 and len(r.rows("planned")) == 2  # waiting on it
+    r.clock.t += IN_FLIGHT_RECHECK + 1
+    await r.settle(rounds=2)
     blocked = r.rows("blocked")
     assert len(blocked) == 2 and len(r.rows("succeeded")) == 1
     assert all("never two copies" in (row.last_error or "") for row in blocked)
+    assert len(smtp.snapshot()) == 1
+
+
+async def test_when_the_first_copy_is_not_delivered_the_next_one_goes(
+        tmp_path: Path, rigs: list[Rig]) -> None:
+    """Never two copies must not become none: the copy that goes first is picked by key,
+    and if it fails for good (or is denied, or expires) the next one takes its place."""
+    with SmtpServer(rcpt_replies=["550 5.1.1 <ana@example.net>: mailbox unknown"]) as smtp:
+        pol = policy({"mail": email_target(smtp.port), "mail-2": email_target(smtp.port)},
+                     rules=[{"name": "outages", "do": [{"target": "mail"},
+                                                       {"target": "mail-2"}]}])
+        r = rig(rigs, tmp_path / "st", pol)
+        first, second = sorted(r.event("opened", incident(subs=("s1",))),
+                               key=lambda p: p.key)
+        r.clock.t = OPENED + HOLD + 1
+        await r.settle(rounds=2)
+        journal = r.dispatcher.journal
+        assert journal.get(first.key).state == "failed"  # type: ignore[union-attr]
+        assert journal.get(second.key).state == "planned"  # type: ignore[union-attr]
+        assert smtp.snapshot() == []
+        r.clock.t += IN_FLIGHT_RECHECK + 1
+        await r.settle(rounds=2)
+        assert journal.get(second.key).state == "succeeded"  # type: ignore[union-attr]
+        assert [m.rcpt_tos for m in smtp.snapshot()] == [["ana@example.net"]]
 
 
 async def test_restart_does_not_resend_and_all_clear_survives_it(
