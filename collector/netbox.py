@@ -177,12 +177,19 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+NEW_FILE_MODE = 0o640
+
+
 def stage(directory: Path, mapped: Mapped, source: str) -> None:
     """Write both files into ``directory`` and load them as the daemon would; problems
     → SourceError."""
     inventory, subscribers = render(mapped, source)
     for name, text in ((SUBSCRIBERS, subscribers), (INVENTORY, inventory)):
-        with open(directory / name, "w", encoding="utf-8", newline="") as fh:
+        # subscriber contacts are personal data: a new file is readable by its owner and
+        # group only (0640, whatever the umask); a replaced file keeps the old one's mode
+        fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, NEW_FILE_MODE)
+        os.fchmod(fd, NEW_FILE_MODE)
+        with open(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())

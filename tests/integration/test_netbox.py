@@ -244,15 +244,21 @@ def test_bad_data_is_reported_per_object_and_old_files_stay(
 def test_a_second_import_replaces_both_files_and_keeps_their_mode(
         server: NetboxServer, token_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    assert run(server.url, token_file, out) == 0
-    (out / "subscribers.csv").chmod(0o640)
+    old_umask = os.umask(0o022)  # a permissive umask must not make contacts world-readable
+    try:
+        assert run(server.url, token_file, out) == 0
+    finally:
+        os.umask(old_umask)
+    for name in ("subscribers.csv", "inventory.yaml"):
+        assert (out / name).stat().st_mode & 0o777 == 0o640, name  # a new file: 0640
+    (out / "subscribers.csv").chmod(0o600)  # the operator's choice is kept on replace
     server.data["tenants"][2]["custom_fields"]["monthly_revenue"] = 3500
     server.data["devices"][11]["name"] = "core9"  # core2 renamed
     assert run(server.url, token_file, out) == 0
     inv = load_inventory([out / "inventory.yaml"])
     assert inv.subscribers["S-9001"].monthly_revenue == 3500.0
     assert "core9" in inv.devices and "core2" not in inv.devices
-    assert (out / "subscribers.csv").stat().st_mode & 0o777 == 0o640
+    assert (out / "subscribers.csv").stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in out.iterdir()) == ["inventory.yaml", "subscribers.csv"]
 
 
