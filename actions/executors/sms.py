@@ -47,8 +47,18 @@ def sms_text(target: SmsTarget, variables: Mapping[str, object], phase: Phase,
         template = target.body
     text = " ".join(render(template, variables).split())
     if len(text) > target.max_chars:
-        text = text[: target.max_chars - 1].rstrip() + "…"
+        # "..." not "…": the ellipsis is outside the GSM 7-bit alphabet and would make the
+        # whole text UCS-2 (70 characters a part instead of 160)
+        text = text[: target.max_chars - 3].rstrip() + "..."
     return text
+
+
+def e164(phone: str) -> str:
+    """``+1 555 0101`` / ``+1 (555) 010-1`` as gateways expect it: ``+15550101``. The
+    inventory allows spaces, dashes and parentheses for people to read; a number without
+    ``+`` keeps its digits only (the gateway's default country applies)."""
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    return ("+" + digits) if phone.lstrip().startswith("+") else digits
 
 
 def communication_message(target: SmsTarget, plan: ActionPlan, phone: str, text: str,
@@ -61,7 +71,7 @@ def communication_message(target: SmsTarget, plan: ActionPlan, phone: str, text:
         "messageType": "SMS",
         "content": text,
         "sender": sender,
-        "receiver": [{"id": plan.recipient, "phoneNumber": phone}],
+        "receiver": [{"id": plan.recipient, "phoneNumber": e164(phone)}],
         "characteristic": [
             {"name": "incidentId", "value": plan.incident_id},
             {"name": "event", "value": plan.event},

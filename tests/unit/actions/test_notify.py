@@ -14,7 +14,7 @@ import pytest
 from actions.dispatcher import build_payload, plans_for
 from actions.executors.email import EmailExecutor, build_message, message_id, smtp_verdict
 from actions.executors.notify import mask
-from actions.executors.sms import SmsExecutor, communication_message, sms_text
+from actions.executors.sms import SmsExecutor, communication_message, e164, sms_text
 from actions.journal import Journal
 from actions.policy import Policy, load_policy
 from actions.targets import EmailTarget, SmsTarget
@@ -190,16 +190,23 @@ def test_subscriber_variables_cover_the_sample_list_with_their_types() -> None:
     assert duration_text(20) == "less than a minute" and duration_text(25 * 60) == "25 min"
 
 
+@pytest.mark.parametrize(("written", "sent"), [
+    ("+1 555 0101", "+15550101"), ("+1 (555) 010-1", "+15550101"), ("0910 000 001", "0910000001"),
+])
+def test_phone_numbers_go_to_the_gateway_as_digits(written: str, sent: str) -> None:
+    assert e164(written) == sent
+
+
 def test_sms_body_is_a_tmf681_communication_message_and_long_texts_are_cut() -> None:
     target = SmsTarget.model_validate({"kind": "sms", "url": "https://sms.example.net/cm",
                                        "sender": "+351210000000", "max_chars": 70,
                                        "body": "{incident.title} " * 10})
     text = sms_text(target, variables(), "outage", False)
-    assert len(text) <= 70 and text.endswith("access…")
-    body = communication_message(target, plan(), "+351910000001", text, "outage")
+    assert len(text) <= 70 and text.endswith("...") and text.isascii()  # stays GSM 7-bit
+    body = communication_message(target, plan(), "+351 91 000-0001", text, "outage")
     assert body["@type"] == "CommunicationMessage" and body["messageType"] == "SMS"
     assert body["sender"] == {"phoneNumber": "+351210000000"}
-    assert body["receiver"] == [{"id": "s1", "phoneNumber": "+351910000001"}]
+    assert body["receiver"] == [{"id": "s1", "phoneNumber": "+351910000001"}]  # E.164
     assert {"name": "phase", "value": "outage"} in body["characteristic"]
 
 
