@@ -254,6 +254,12 @@ class SlaCreditExecutor:
             self.ledger.complete(outage, contract, "rejected", done, detail=answer.detail)
             return answer.result(plan, self.name, self.kind,
                                  f"billing rejected the credit of {what}: {answer.detail}")
+        if plan.attempts + 1 >= self.target.max_attempts:
+            # the journal fails the action after this attempt: the ledger says so too, so
+            # the row does not count against the monthly cap for ever
+            self.ledger.complete(outage, contract, "rejected", done,
+                                 detail=f"gave up after {plan.attempts + 1} attempt(s), last: "
+                                        f"{answer.detail}; check the billing system")
         return answer.result(plan, self.name, self.kind)
 
     def _result(self, plan: ActionPlan, outcome: Outcome, detail: str,

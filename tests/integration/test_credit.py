@@ -322,6 +322,23 @@ async def test_5xx_is_retried_with_the_same_request(tmp_path: Path, rigs: list[R
         assert r.ledger.get("INC-000007", "s3").state == "accepted"  # type: ignore[union-attr]
 
 
+async def test_giving_up_on_billing_marks_the_ledger_row(tmp_path: Path, rigs: list[Rig]) -> None:
+    """When the retries run out the action fails; its ledger row must not stay 'requested'
+    for ever (it would count against the monthly cap and nobody would look at it)."""
+    with BillingServer(statuses=[503, 503, 503]) as srv:
+        r = rig(rigs, tmp_path / "state", policy(srv.base_url, max_attempts=2,
+                                                 monthly_cap_percent=100))
+        (p,) = r.dispatcher.submit(resolved(outage(150, subs=("s3",))))
+        await r.settle()
+        assert [x.status for x in srv.posts()] == [503, 503]
+        row = r.journal.get(p.key)
+        assert row is not None and row.state == "failed"
+        credit = r.ledger.get("INC-000007", "s3")
+        assert credit is not None and credit.state == "rejected"
+        assert "gave up after 2 attempt(s)" in (credit.detail or "")
+        assert r.ledger.credited_in_month("s3", credit.month, besides="other") == 0.0
+
+
 @pytest.mark.parametrize(("statuses", "state"), [
     ([503, 409], "accepted"),  # a 409 to a resend: the billing system has it already
     ([409], "rejected"),       # a 409 to the first request is a conflict like any 4xx
