@@ -5,12 +5,19 @@ with ``Idempotency-Key`` = ``recommendation_id``, derived from the action key an
 subscriber, so a retried action re-sends only what the CRM drops as duplicates. The
 requests go one after the other and stop at the first that should be retried; the action
 succeeds when every subscriber's recommendation was accepted.
+
+An incident about one subscriber (``incident.subscriber``: plan saturation, repeated
+failures) is one action for that subscriber alone (``expand``), so the per-subscriber
+guardrails (message caps, ``per: subscriber`` rate limits) count it; its evidence carries
+the detection's numbers (``detection``: rate, plan, utilization, window ...) and, for
+plan saturation, the subscriber's plan (``plan_mbps``).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +25,7 @@ from actions.executors.http import HttpClient, bearer
 from actions.targets import CrmOfferTarget
 from actions.templates import incident_variables, render
 from actions.types import ActionPlan, ActionResult, ExecutorContext
+from correlator.incidents import Incident
 
 USER_AGENT = "netreflex-crm/0.1"
 
@@ -47,9 +55,17 @@ def recommendations(target: CrmOfferTarget, plan: ActionPlan) -> list[dict[str, 
         "revenue_at_risk": v["impact.revenue_at_risk"],
         "priority": v["incident.priority"],
     }
+    if inc.get("summary"):
+        evidence["summary"] = inc["summary"]
+    detection: Mapping[str, Any] = inc.get("evidence") or {}
+    if detection:
+        evidence["detection"] = dict(detection)  # the numbers that raised the condition
+    plan_bps = detection.get("plan_bps")
+    if inc.get("kind") == "plan_saturation" and isinstance(plan_bps, int | float):
+        evidence["plan_mbps"] = plan_bps / 1e6  # the plan the subscriber has outgrown
     # a plan made for one subscriber (``ActionPlan.recipient``) recommends to that one only,
     # under its own key; otherwise every affected subscriber, up to max_subscribers
-    recipient = getattr(plan, "recipient", None)
+    recipient = plan.recipient
     subs = [recipient] if recipient else list(imp.get("subscribers") or [])
     out = []
     for sub in subs[: target.max_subscribers]:
@@ -75,6 +91,14 @@ class CrmOfferExecutor:
         self.name = name
         self.target = target
         self._http = HttpClient(timeout=target.timeout, user_agent=USER_AGENT)
+
+    def expand(self, plan: ActionPlan, incident: Incident) -> list[ActionPlan]:
+        """An incident about one subscriber: one action for them (and only them), keyed
+        and capped per subscriber; any other incident: the one action, for everyone it
+        affects."""
+        if incident.subscriber:
+            return [replace(plan, recipient=incident.subscriber)]
+        return [plan]
 
     async def execute(self, plan: ActionPlan, *, dry_run: bool) -> ActionResult:
         recs = recommendations(self.target, plan)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import yaml
 from tests.e2e.conftest import DaemonProcess
 from tests.support.receiver import Delivery, WebhookReceiver
 from tests.support.snmpd import Interface, SnmpdAgent
+from tests.support.traffic import Traffic  # ge-0/0/1's ifHCInOctets at .mbps
 
 pytestmark = pytest.mark.e2e
 
@@ -28,13 +28,18 @@ SPEED_MBPS = 1000
 ROOT = "cond:congestion:acc1:ge-0/0/1"
 
 
-def write_config(tmp: Path, agent: SnmpdAgent, hook_url: str) -> Path:
-    (tmp / "subscribers.csv").write_text(SUBSCRIBERS)
+def write_config(tmp: Path, agent: SnmpdAgent, hook_url: str, *,
+                 subscribers: str = SUBSCRIBERS, policy: dict[str, Any] | None = None,
+                 detection: dict[str, Any] | None = None) -> Path:
+    """acc1 (behind core) polled over SNMP every second; by default congestion raised and
+    cleared at once, to the webhook. Other tests pass their own subscribers CSV, policy
+    and ``correlation.detection``."""
+    (tmp / "subscribers.csv").write_text(subscribers)
     (tmp / "inventory.yaml").write_text(yaml.safe_dump({
         "devices": {"core": {"role": "core"}, "acc1": {"parents": ["core"]}},
         "subscriber_files": ["subscribers.csv"],
     }))
-    (tmp / "policy.yaml").write_text(yaml.safe_dump({
+    (tmp / "policy.yaml").write_text(yaml.safe_dump(policy or {
         "targets": {"noc": {"kind": "webhook", "url": hook_url, "backoff_max": 1}},
         "rules": [{"name": "congestion", "when": {"kind": ["congestion"]},
                    "do": [{"target": "noc"}]}],
@@ -48,29 +53,12 @@ def write_config(tmp: Path, agent: SnmpdAgent, hook_url: str) -> Path:
                                          "port": agent.port}]}},
         "inventory": ["inventory.yaml"],
         "policy": "policy.yaml",
-        "correlation": {"detection": {"congestion": {"raise_after_s": 0,
-                                                     "clear_after_s": 0}}},
+        "correlation": {"detection": detection or {
+            "congestion": {"raise_after_s": 0, "clear_after_s": 0}}},
     }
     path = tmp / "netreflex.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
-
-
-class Traffic(threading.Thread):
-    """Grows ge-0/0/1's ifHCInOctets at ``mbps`` (changeable), every 20 ms."""
-
-    def __init__(self, agent: SnmpdAgent) -> None:
-        super().__init__(daemon=True, name="traffic")
-        self.agent, self.mbps, self.stop = agent, 10.0, threading.Event()
-
-    def run(self) -> None:
-        octets = 0.0
-        last = time.monotonic()
-        while not self.stop.wait(0.02):
-            now = time.monotonic()
-            octets += self.mbps * 1e6 / 8 * (now - last)
-            last = now
-            self.agent.update(1, in_octets=int(octets))
 
 
 def events(rx: WebhookReceiver, event: str) -> list[Delivery]:
