@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from probes.types import Observation
+from probes.types import InterfaceCounters, Observation
 
 Batch = Sequence[Observation]
+
+
+@dataclass(frozen=True, slots=True)
+class CounterTable:
+    """One device's interface table from one poll, as the MQTT bus carries it to the core
+    (in one process the daemon hands the table to the correlator directly)."""
+
+    device: str
+    ts: float
+    counters: InterfaceCounters
+
+
+CountersHandler = Callable[[CounterTable], None]
 
 
 class InProcessBus:

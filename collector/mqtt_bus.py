@@ -1,4 +1,5 @@
-"""The event bus over MQTT: pollers publish Observation batches, the core subscribes.
+"""The event bus over MQTT: pollers publish Observation batches (and SNMP interface
+counter tables), the core subscribes.
 
 Topic layout (MQTT 3.1.1, QoS 1, never retained)::
 
@@ -16,7 +17,21 @@ Payload (UTF-8 JSON, one device per message)::
 
     {"v": 1, "poller": "pop1", "epoch": 1718000000123456, "seq": 42,
      "observations": [[device, source, name, instance, value, ts], ...,
-                      [device, source, name, instance, value, ts, {label: value}]]}
+                      [device, source, name, instance, value, ts, {label: value}]],
+     "counters": {"device": "r1", "ts": 1718000000.5, "if_index": [1, 2],
+                  "name": ["ge-0/0/1", "ge-0/0/2"], "oper_status": [1, 2],
+                  "in_octets": [123, null], "out_octets": [...], "in_errors": [...],
+                  "out_errors": [...], "speed_mbps": [1000, null]}}
+
+``counters`` (optional) is the device's interface table from one SNMP poll as parallel
+columns (``probes.types.InterfaceCounters``, ``null`` where the agent lacks the column;
+:data:`COUNTER_COLUMNS`), for the core's detectors. It rides in the message that carries
+observations for the same device when one is still waiting to be sent, else alone in the
+next message on the device's topic: either way it keeps its place among that device's
+batches and shares their seq, dedup, buffering and drop rules. Every column must be
+present and as long as ``if_index``, counters are non-negative integers or ``null``; a
+table that breaks this makes the whole message malformed. A core that predates the key
+ignores it (and detects nothing from counters), like any key it does not know.
 
 ``seq`` counts the poller's messages from 1; ``epoch`` changes at every start of the
 poller process (its start time in microseconds), so the core tells a restart from a
@@ -49,7 +64,7 @@ import random
 import ssl
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
@@ -57,10 +72,10 @@ from urllib.parse import quote
 
 import aiomqtt
 
-from collector.bus import Batch, InProcessBus
+from collector.bus import Batch, CountersHandler, CounterTable, InProcessBus
 from collector.cluster import BrokerConfig, BrokerTls
 from collector.errors import CollectorError
-from probes.types import Observation
+from probes.types import InterfaceCounters, Observation
 
 log = logging.getLogger(__name__)
 _paho_log = logging.getLogger(__name__ + ".paho")
@@ -91,16 +106,28 @@ class UnsupportedVersion(PayloadError):
     """A batch from a newer (or older) netreflex: upgrade the core first."""
 
 
+class CountersError(PayloadError):
+    """A ``counters`` table that does not decode; the whole message is skipped."""
+
+
+# The v1 columns of a counters table, in InterfaceCounters' order (a test keeps them equal:
+# a new field there needs a decision here -- optional for old pollers, or ``v: 2``).
+COUNTER_COLUMNS: Final = ("if_index", "name", "oper_status", "in_octets", "out_octets",
+                          "in_errors", "out_errors", "speed_mbps")
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     poller: str
     epoch: int
     seq: int
     observations: tuple[Observation, ...]
+    counters: CounterTable | None = None
 
 
 def encode_batch(
-    observations: Sequence[Observation], *, poller: str, seq: int, epoch: int = 0
+    observations: Sequence[Observation], *, poller: str, seq: int, epoch: int = 0,
+    counters: CounterTable | None = None,
 ) -> bytes:
     rows: list[list[Any]] = []
     for o in observations:
@@ -108,8 +135,23 @@ def encode_batch(
         if o.labels:
             row.append(dict(o.labels))
         rows.append(row)
-    doc = {"v": VERSION, "poller": poller, "epoch": epoch, "seq": seq, "observations": rows}
+    doc: dict[str, Any] = {"v": VERSION, "poller": poller, "epoch": epoch, "seq": seq,
+                           "observations": rows}
+    if counters is not None:
+        doc["counters"] = _table_doc(counters)
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _table_doc(table: CounterTable) -> dict[str, Any]:
+    doc: dict[str, Any] = {"device": table.device, "ts": table.ts}
+    n = len(table.counters.if_index)
+    for col in COUNTER_COLUMNS:
+        values = getattr(table.counters, col)
+        if len(values) != n:  # caught here, on the poller, rather than rejected by the core
+            raise ValueError(f"counters of {table.device}: {col} has {len(values)} values "
+                             f"for {n} interfaces")
+        doc[col] = values
+    return doc
 
 
 def decode_batch(payload: bytes | bytearray) -> Envelope:
@@ -130,11 +172,72 @@ def decode_batch(payload: bytes | bytearray) -> Envelope:
     assert isinstance(epoch, int) and isinstance(seq, int)
     if not isinstance(rows, list):
         raise PayloadError("observations: expected a list")
-    return Envelope(poller, epoch, seq, tuple(_observation(i, r) for i, r in enumerate(rows)))
+    table = doc.get("counters")
+    return Envelope(poller, epoch, seq, tuple(_observation(i, r) for i, r in enumerate(rows)),
+                    None if table is None else _counter_table(table))
 
 
 def _is_count(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_str(v: object) -> bool:
+    return isinstance(v, str)
+
+
+def _is_count_or_none(v: object) -> bool:
+    return v is None or _is_count(v)
+
+
+_COLUMN_CHECKS: Final[Mapping[str, tuple[Callable[[object], bool], str]]] = MappingProxyType({
+    "if_index": (_is_int, "an integer"), "name": (_is_str, "a string"),
+    "oper_status": (_is_int, "an integer"),
+    **{col: (_is_count_or_none, "a non-negative integer or null")
+       for col in COUNTER_COLUMNS[3:]},
+})
+
+
+_COLUMN_TYPES: Final[Mapping[str, frozenset[type]]] = MappingProxyType({
+    "if_index": frozenset({int}), "name": frozenset({str}), "oper_status": frozenset({int}),
+    **{col: frozenset({int, type(None)}) for col in COUNTER_COLUMNS[3:]},
+})
+
+
+def _column_ok(col: str, values: list[Any]) -> bool:
+    """What _COLUMN_CHECKS says of every value, several times faster (JSON gives exact
+    types: ``type(v) is int`` leaves out booleans)."""
+    if not _COLUMN_TYPES[col].issuperset(map(type, values)):
+        return False
+    return col in ("if_index", "name", "oper_status") or min(
+        [v for v in values if v is not None], default=0) >= 0
+
+
+def _counter_table(raw: object) -> CounterTable:
+    if not isinstance(raw, dict):
+        raise CountersError("counters: expected an object")
+    device, ts = raw.get("device"), raw.get("ts")
+    if not isinstance(device, str):
+        raise CountersError("counters.device: expected a string")
+    if not isinstance(ts, int | float) or isinstance(ts, bool):
+        raise CountersError("counters.ts: expected a number")
+    columns: dict[str, list[Any]] = {}
+    for col in COUNTER_COLUMNS:
+        values = raw.get(col)
+        if not isinstance(values, list):
+            raise CountersError(f"counters.{col}: expected a list")
+        if len(values) != len(columns.get("if_index", values)):
+            raise CountersError(f"counters.{col}: {len(values)} values for "
+                                f"{len(columns['if_index'])} interfaces")
+        if not _column_ok(col, values):  # fast; then the slow search for the culprit
+            ok, what = _COLUMN_CHECKS[col]
+            i = next(i for i, v in enumerate(values) if not ok(v))
+            raise CountersError(f"counters.{col}[{i}]: expected {what}")
+        columns[col] = values
+    return CounterTable(device, float(ts), InterfaceCounters(**columns))
 
 
 def _observation(i: int, row: object) -> Observation:
@@ -277,11 +380,18 @@ class _Outgoing:
     batch: Sequence[Observation]
     queued_at: float
     payload: bytes | None = field(default=None)
+    counters: CounterTable | None = field(default=None)
+
+    @property
+    def device(self) -> str:
+        return self.counters.device if self.counters is not None else (
+            self.batch[0].device if self.batch else "?")
 
 
 class MqttPublisher(_Endpoint):
     """The poller's bus: ``publish`` never waits for the broker; batches queue (bounded)
-    and ``consume`` ships them, calling ``handler`` with each batch the broker took."""
+    and ``consume`` ships them, calling ``handler`` with each batch the broker took.
+    ``publish_counters`` queues interface tables the same way (``tables`` counts them)."""
 
     def __init__(
         self,
@@ -307,6 +417,8 @@ class MqttPublisher(_Endpoint):
         self.flush_timeout = flush_timeout
         self.stats.update(queued=0, delivered=0, dropped=0, dropped_observations=0,
                           unencodable=0)
+        self.tables: dict[str, int] = {"queued": 0, "delivered": 0, "dropped": 0,
+                                       "unencodable": 0}
         self._clock = clock
         self._seq = 0
         self._pending: deque[_Outgoing] = deque()
@@ -323,20 +435,22 @@ class MqttPublisher(_Endpoint):
         by_device: dict[str, list[Observation]] = {}
         for obs in batch:
             by_device.setdefault(obs.device, []).append(obs)
-        now = self._clock()
-        prefix = self.broker.topic_prefix
         for device, observations in by_device.items():
-            self._seq += 1
-            self._pending.append(_Outgoing(self._seq, topic_for(prefix, self.poller_id, device),
-                                           observations, now))
-            self.stats["queued"] += 1
-        while len(self._pending) + len(self._inflight) > self.buffer_batches:
-            lost = self._pending.popleft()
-            self.stats["dropped"] += 1
-            self.stats["dropped_observations"] += len(lost.batch)
-            if self.stats["dropped"] == 1 or self.stats["dropped"] % 1000 == 0:
-                log.warning("mqtt: buffer full (%d batches): dropped the oldest; %d dropped so "
-                            "far", self.buffer_batches, self.stats["dropped"])
+            self._queue(device, observations)
+        self._trim()
+        self._wake.set()
+
+    async def publish_counters(self, table: CounterTable) -> None:
+        """Queue a device's interface table behind what is queued for that device: in
+        the message still waiting with its observations, else in a message of its own."""
+        self.tables["queued"] += 1
+        last = self._pending[-1] if self._pending else None
+        if (last is not None and last.counters is None and last.payload is None
+                and last.batch and last.batch[0].device == table.device):
+            last.counters = table  # nothing for this device is queued after it
+        else:
+            self._queue(table.device, (), table)
+            self._trim()
         self._wake.set()
 
     def depth(self) -> int:
@@ -387,6 +501,25 @@ class MqttPublisher(_Endpoint):
 
     # --- internals ---------------------------------------------------------------------
 
+    def _queue(self, device: str, batch: Sequence[Observation],
+               counters: CounterTable | None = None) -> None:
+        self._seq += 1
+        self._pending.append(_Outgoing(
+            self._seq, topic_for(self.broker.topic_prefix, self.poller_id, device), batch,
+            self._clock(), counters=counters))
+        self.stats["queued"] += 1
+
+    def _trim(self) -> None:
+        """Keep at most ``buffer_batches``: drop the oldest not yet sent."""
+        while len(self._pending) + len(self._inflight) > self.buffer_batches:
+            lost = self._pending.popleft()
+            self.stats["dropped"] += 1
+            self.stats["dropped_observations"] += len(lost.batch)
+            self.tables["dropped"] += lost.counters is not None
+            if self.stats["dropped"] == 1 or self.stats["dropped"] % 1000 == 0:
+                log.warning("mqtt: buffer full (%d batches): dropped the oldest; %d dropped so "
+                            "far", self.buffer_batches, self.stats["dropped"])
+
     def _oldest(self) -> list[_Outgoing]:
         # in flight: sent in seq order; pending: queued in seq order (resends go first)
         first = [next(iter(self._inflight.values()))] if self._inflight else []
@@ -434,12 +567,15 @@ class MqttPublisher(_Endpoint):
                 if item.payload is None:
                     try:
                         item.payload = encode_batch(item.batch, poller=self.poller_id,
-                                                    seq=item.seq, epoch=self.epoch)
+                                                    seq=item.seq, epoch=self.epoch,
+                                                    counters=item.counters)
                     except (TypeError, ValueError):  # a probe bug: drop the batch, not us
                         self.stats["unencodable"] += 1
-                        log.exception("mqtt: cannot encode a batch of %d observation(s) "
+                        self.tables["unencodable"] += item.counters is not None
+                        log.exception("mqtt: cannot encode a batch of %d observation(s)%s "
                                       "from device %s; dropped", len(item.batch),
-                                      item.batch[0].device if item.batch else "?")
+                                      "" if item.counters is None else " and counters",
+                                      item.device)
                         continue
                 self._inflight[item.seq] = item
                 task = asyncio.create_task(self._send(client, item))
@@ -456,6 +592,9 @@ class MqttPublisher(_Endpoint):
         await client.publish(item.topic, item.payload, qos=1, timeout=self.broker.ack_timeout)
         if self._inflight.pop(item.seq, None) is not None:
             self.stats["delivered"] += 1
+            self.tables["delivered"] += item.counters is not None
+            if not item.batch:
+                return  # counters alone
             try:
                 self._handler(item.batch)
             except Exception:
@@ -489,7 +628,8 @@ def _ignore(_: Batch) -> None:
 
 class MqttSubscriber(_Endpoint):
     """The core's bus: batches from every poller via the broker, plus batches published
-    locally (by event sources running in the core), to one handler."""
+    locally (by event sources running in the core), to one handler; the pollers'
+    interface tables to ``on_counters`` (``tables`` counts them)."""
 
     def __init__(
         self,
@@ -505,6 +645,9 @@ class MqttSubscriber(_Endpoint):
         self.filters = topic_filters(broker.topic_prefix, shards)
         self.stats.update(received=0, handled=0, duplicates=0, malformed=0,
                           unsupported_version=0, missing=0, handler_errors=0)
+        self.tables: dict[str, int] = {"handled": 0, "malformed": 0, "ignored": 0,
+                                       "handler_errors": 0}
+        self.on_counters: CountersHandler | None = None  # None: tables are counted, ignored
         self._local = InProcessBus(local_maxsize)
         self._dedup = Dedup()
         self._client: aiomqtt.Client | None = None
@@ -568,6 +711,7 @@ class MqttSubscriber(_Endpoint):
         except PayloadError as exc:
             kind = "unsupported_version" if isinstance(exc, UnsupportedVersion) else "malformed"
             self.stats[kind] += 1
+            self.tables["malformed"] += isinstance(exc, CountersError)
             if self.stats[kind] == 1 or self.stats[kind] % 1000 == 0:
                 log.warning("mqtt: skipped a message on %s (%s; %d so far): %s", topic, kind,
                             self.stats[kind], exc)
@@ -580,18 +724,33 @@ class MqttSubscriber(_Endpoint):
             self.stats["missing"] += skipped
             log.warning("mqtt: %d batch(es) from poller %s never arrived (seq %d to %d)",
                         skipped, env.poller, env.seq - skipped, env.seq - 1)
-        if not env.observations:
+        if env.observations:
+            self.stats["handled"] += 1
+            try:
+                handler(env.observations)
+            except Exception:
+                self.stats["handler_errors"] += 1
+                log.exception("mqtt: handler failed on a batch from poller %s seq %d; "
+                              "skipped", env.poller, env.seq)
+        if env.counters is not None:
+            self._counters(env, env.counters)
+
+    def _counters(self, env: Envelope, table: CounterTable) -> None:
+        if self.on_counters is None:
+            self.tables["ignored"] += 1
             return
-        self.stats["handled"] += 1
+        self.tables["handled"] += 1
         try:
-            handler(env.observations)
+            self.on_counters(table)
         except Exception:
-            self.stats["handler_errors"] += 1
-            log.exception("mqtt: handler failed on a batch from poller %s seq %d; skipped",
-                          env.poller, env.seq)
+            self.tables["handler_errors"] += 1
+            log.exception("mqtt: counters handler failed on %s from poller %s seq %d; "
+                          "skipped", table.device, env.poller, env.seq)
 
 
 __all__ = [
+    "COUNTER_COLUMNS",
+    "CountersError",
     "Dedup",
     "Envelope",
     "MqttPublisher",

@@ -10,7 +10,10 @@ core     nothing                      yes                    MqttSubscriber
 =======  ===========================  =====================  =========================
 
 Every bus has the InProcessBus surface (``publish``, ``consume``, ``depth``,
-``drain_now``); :func:`close_bus` ends any of them at shutdown.
+``drain_now``); :func:`close_bus` ends any of them at shutdown. SNMP interface tables go
+to the correlator directly in one process; a poller ships them with
+:func:`publish_counters` and the core hands them to the handler given to
+:func:`deliver_counters`.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from collector.bus import Batch, InProcessBus
+from collector.bus import Batch, CountersHandler, CounterTable, InProcessBus
 from collector.cluster import ClusterConfig, Role, owner
 from collector.mqtt_bus import MqttPublisher, MqttSubscriber
 
@@ -101,6 +104,21 @@ async def close_bus(bus: Bus, handler: Handler, timeout: float) -> int:
     return 0
 
 
+async def publish_counters(bus: Bus, table: CounterTable) -> bool:
+    """A poller's interface table to the core; ``False`` when ``bus`` does not carry
+    tables (the in-process bus: that process correlates them itself)."""
+    if isinstance(bus, MqttPublisher):
+        await bus.publish_counters(table)
+        return True
+    return False
+
+
+def deliver_counters(bus: Bus, handler: CountersHandler) -> None:
+    """Where the core's bus hands the interface tables that pollers sent."""
+    if isinstance(bus, MqttSubscriber):
+        bus.on_counters = handler
+
+
 class BusMetrics(Collector):
     """The MQTT bus's counters and gauges, read at scrape time."""
 
@@ -123,6 +141,11 @@ class BusMetrics(Collector):
             CounterMetricFamily("netreflex_bus_connections",
                                 "MQTT connection events (connects, connect_failures, "
                                 "disconnects)", labels=["event"]),
+            CounterMetricFamily("netreflex_bus_interface_tables",
+                                "SNMP interface counter tables on the MQTT bus by outcome "
+                                "(poller: queued, delivered, dropped, unencodable; core: "
+                                "handled, malformed, ignored, handler_errors)",
+                                labels=["outcome"]),
         ]
         if isinstance(self.bus, MqttPublisher):
             families += [
@@ -139,7 +162,7 @@ class BusMetrics(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         families = self._families()
-        connected, batches, connections = families[:3]
+        connected, batches, connections, tables = families[:4]
         stats = dict(self.bus.stats)
         connected.add_metric([], 1.0 if self.bus.connected else 0.0)
         for event in ("connects", "connect_failures", "disconnects"):
@@ -147,8 +170,10 @@ class BusMetrics(Collector):
         dropped_obs = float(stats.pop("dropped_observations", 0))
         for outcome, value in sorted(stats.items()):
             batches.add_metric([outcome], float(value))
+        for outcome, value in sorted(self.bus.tables.items()):
+            tables.add_metric([outcome], float(value))
         if isinstance(self.bus, MqttPublisher):
-            dropped, buffered, age = families[3:]
+            dropped, buffered, age = families[4:]
             dropped.add_metric([], dropped_obs)
             buffered.add_metric([], float(self.bus.buffered()))
             age.add_metric([], self.bus.oldest_age())
@@ -161,5 +186,6 @@ def register_metrics(bus: Bus, registry: CollectorRegistry) -> None:
         registry.register(BusMetrics(bus))
 
 
-__all__ = ["Bus", "BusMetrics", "RolePlan", "build_bus", "close_bus", "correlates", "plan",
-           "polled_devices", "polls", "register_metrics"]
+__all__ = ["Bus", "BusMetrics", "RolePlan", "build_bus", "close_bus", "correlates",
+           "deliver_counters", "plan", "polled_devices", "polls", "publish_counters",
+           "register_metrics"]

@@ -1,9 +1,14 @@
 """Two pollers and one core, three real `netreflex run` processes over a real mosquitto:
 each poller polls its share, the core correlates and acts, and a broker restart in the
-middle of a fault leaves exactly the right incident and actions."""
+middle of a fault leaves exactly the right incident and actions. And one poller, one
+core: SNMP interface counters cross the broker, so a congested port opens its incident
+on the core."""
 
 from __future__ import annotations
 
+import functools
+import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -15,9 +20,11 @@ from collector.cluster import owner
 from probes.types import STATUS_DOWN, STATUS_UP
 from tests.e2e.conftest import DaemonProcess
 from tests.e2e.test_daemon import _is, wait_until
+from tests.e2e.test_detection import SPEED_MBPS, events, write_config
 from tests.support.mosquitto import Mosquitto
 from tests.support.receiver import WebhookReceiver
 from tests.support.snmpd import Interface, SnmpdAgent
+from tests.support.traffic import Traffic
 
 pytestmark = pytest.mark.e2e
 
@@ -63,6 +70,11 @@ def write(tmp: Path, name: str, agent: SnmpdAgent, broker_port: int, hook: str,
     return path
 
 
+def all_up(process: DaemonProcess, devices: list[str]) -> bool:
+    exposition = process.metrics()
+    return all(f'netreflex_device_up{{device="{d}"}} 1.0' in exposition for d in devices)
+
+
 def test_two_pollers_one_core_and_a_broker_restart(tmp_path: Path, daemons: Any) -> None:
     ifaces = [Interface(1, "ge-0/0/1"), Interface(2, "ge-0/0/2")]
     with Mosquitto() as mq, SnmpdAgent(ifaces) as agent, WebhookReceiver() as rx:
@@ -77,9 +89,7 @@ def test_two_pollers_one_core_and_a_broker_restart(tmp_path: Path, daemons: Any)
         # each poller polls exactly its rendezvous share
         for pid, p in zip(MEMBERS, pollers, strict=True):
             share = sorted(d for d in DEVICES if owner(d, MEMBERS) == pid)
-            wait_until(lambda p=p, share=share: all(
-                f'netreflex_device_up{{device="{d}"}} 1.0' in p.metrics() for d in share),
-                what=f"{pid} polling its share")
+            wait_until(functools.partial(all_up, p, share), what=f"{pid} polling its share")
             others = set(DEVICES) - set(share)
             assert not any(f'device="{d}"' in p.metrics() for d in others)
         time.sleep(1.5)  # the core has the baseline of every device
@@ -105,3 +115,80 @@ def test_two_pollers_one_core_and_a_broker_restart(tmp_path: Path, daemons: Any)
         for p in pollers:
             assert p.terminate() == 0
         assert core.terminate() == 0
+
+
+def clustered(tmp: Path, name: str, agent: SnmpdAgent, hook: str, broker_port: int,
+              cluster: dict[str, Any]) -> Path:
+    """test_detection's one-device congestion setup, as one member of a cluster."""
+    d = tmp / name
+    d.mkdir()
+    path = write_config(d, agent, hook)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["daemon"]["api_listen"] = None
+    cfg["cluster"] = {"broker": {"host": "127.0.0.1", "port": broker_port,
+                                 "reconnect_min": 0.1, "reconnect_max": 0.5},
+                      "members": ["p1"], **cluster}
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def counter(exposition: str, name: str, outcome: str) -> float:
+    prefix = f'{name}_total{{outcome="{outcome}"}} '
+    lines = [line for line in exposition.splitlines() if line.startswith(prefix)]
+    return float(lines[0].removeprefix(prefix)) if lines else 0.0
+
+
+def test_counters_cross_the_broker_and_congestion_opens_on_the_core(
+    tmp_path: Path, daemons: Any,
+) -> None:
+    ifaces = [Interface(1, "ge-0/0/1", speed_mbps=SPEED_MBPS),
+              Interface(2, "ge-0/0/2", speed_mbps=SPEED_MBPS)]
+    with Mosquitto() as mq, SnmpdAgent(ifaces) as agent, WebhookReceiver() as rx:
+        traffic = Traffic(agent)
+        traffic.start()
+        try:
+            core = daemons(clustered(tmp_path, "core", agent, rx.url, mq.port,
+                                     {"role": "core"}), tmp_path / "core.log").start()
+            poller = daemons(clustered(tmp_path, "p1", agent, rx.url, mq.port,
+                                       {"role": "poller", "poller_id": "p1"}),
+                             tmp_path / "p1.log").start()
+            wait_until(lambda: counter(core.metrics(), "netreflex_bus_interface_tables",
+                                       "handled") >= 3, what="tables at the core")
+            assert events(rx, "opened") == []  # 1 % of the port: nothing to say
+
+            traffic.mbps = 0.98 * SPEED_MBPS
+            rx.wait_for(lambda _: bool(events(rx, "opened")), timeout=30)
+            [opened] = events(rx, "opened")
+            inc = opened.body["incident"]
+            assert (inc["kind"], inc["port"], inc["impact"]["subscribers"]) == (
+                "congestion", "ge-0/0/1", ["S-1"])
+            assert inc["evidence"]["speed_bps"] == SPEED_MBPS * 1_000_000  # from the table
+            assert 90 <= inc["evidence"]["utilization_pct"] <= 110
+
+            # the core detected it (the poller has no correlator) from tables it was sent
+            core_metrics, poller_metrics = core.metrics(), poller.metrics()
+            assert 'netreflex_detections_total{kind="congestion",state="raised"} 1.0' \
+                in core_metrics
+            assert "netreflex_detections_total{" not in poller_metrics
+            handled = counter(core_metrics, "netreflex_bus_interface_tables", "handled")
+            assert handled >= 3
+            assert counter(poller_metrics, "netreflex_bus_interface_tables",
+                           "delivered") >= handled
+            for outcome in ("malformed", "ignored", "handler_errors"):
+                assert counter(core_metrics, "netreflex_bus_interface_tables", outcome) == 0
+            assert counter(poller_metrics, "netreflex_bus_interface_tables", "dropped") == 0
+            promtool = shutil.which("promtool")
+            assert promtool, "promtool is installed by scripts/test (Debian package prometheus)"
+            for exposition in (core_metrics, poller_metrics):
+                lint = subprocess.run([promtool, "check", "metrics"], capture_output=True,
+                                      input=exposition.encode(), timeout=30)
+                assert lint.returncode == 0, lint.stdout.decode() + lint.stderr.decode()
+
+            traffic.mbps = 0.05 * SPEED_MBPS
+            rx.wait_for(lambda _: bool(events(rx, "resolved")), timeout=30)
+            assert len(events(rx, "opened")) == 1
+            assert poller.terminate() == 0
+            assert core.terminate() == 0
+        finally:
+            traffic.stop.set()
+            traffic.join(5)
