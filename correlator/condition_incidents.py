@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from correlator.conditions import (
     Finding,
@@ -24,7 +24,7 @@ from correlator.conditions import (
     is_condition_root,
 )
 from correlator.config import ChurnConfig
-from correlator.detection import Condition, DetectionConfig, Detectors
+from correlator.detection import Condition, ConditionKind, DetectionConfig, Detectors
 from correlator.incidents import (
     Incident,
     IncidentEvent,
@@ -36,14 +36,19 @@ from correlator.inventory import Inventory
 from correlator.judgement import Judge
 from correlator.store import IncidentStore
 from correlator.topology import Analysis, device_root, link_root
+from correlator.watch_store import WatchStore, watch_path
 
 if TYPE_CHECKING:
+    from correlator.damping import Damper
     from correlator.engine import PortState, Stats
 
 log = logging.getLogger(__name__)
 
 # kinds whose state the correlator watches itself (StateWatch), not the detectors
 STATE_KINDS = frozenset({"bgp_session_down", "ont_down"})
+# kinds judged against a learnt baseline: after a restart their detector resumes from the
+# open incident's evidence (Detectors.resume) instead of learning the degraded level
+BASELINE_KINDS = frozenset({"latency", "packet_loss", "usage_change"})
 
 
 class ConditionIncidents:
@@ -60,6 +65,10 @@ class ConditionIncidents:
     down_devices: set[str]
     down_ports: set[tuple[str, str]]
     ports: dict[tuple[str, str], PortState]
+    reachable: dict[str, bool]
+    pending: dict[str, float]
+    recheck: set[str]
+    damper: Damper
     _inventory: Inventory
     _analysis: Analysis
 
@@ -72,6 +81,8 @@ class ConditionIncidents:
         self._folding: dict[str, tuple[str, ...]] = {}  # outage root -> conditions it explains
         self._held: dict[str, Finding] = {}  # raised while their outage is held down
         self._forgotten: set[str] = set()  # down devices whose detectors forgot them
+        self._resumed: set[str] = set()  # restored roots their detector took up again
+        self._removed: list[IncidentEvent] | None = None  # for the next tick: _drop_removed
 
     def _restore_condition(self, inc: Incident, now: float) -> None:
         """An open incident from the store, at start."""
@@ -79,6 +90,10 @@ class ConditionIncidents:
             self.watch.restore(inc)
         elif is_condition_root(inc.root) and inc.kind != "repeated_failures":
             self._unconfirmed[inc.root] = now + self.condition_recheck
+            if inc.kind in BASELINE_KINDS and self.detectors.resume(Condition(
+                    cast(ConditionKind, inc.kind), inc.device, inc.port or "", True,
+                    inc.severity, inc.opened_at, inc.summary, inc.evidence, inc.subscriber)):
+                self._resumed.add(inc.root)
 
     def _opened(self, inc: Incident, now: float, events: list[IncidentEvent]) -> None:
         raise NotImplementedError  # the correlator's: record, persist, tell
@@ -135,6 +150,7 @@ class ConditionIncidents:
         """A condition on an element that an outage took down: part of the outage now."""
         del self.open[inc.root]
         self._unconfirmed.pop(inc.root, None)
+        self._resumed.discard(inc.root)
         text = f"now a symptom of {owner.id} ({owner.title}); it was: {inc.summary}"
         closed = replace(inc, state="merged", merged_into=owner.id, resolved_at=now,
                          updated_at=now, timeline=(*inc.timeline, TimelineEntry(now, text)))
@@ -162,7 +178,65 @@ class ConditionIncidents:
         for c in self.detectors.forget(device):
             counts[c.kind, "cleared"] = counts.get((c.kind, "cleared"), 0) + 1
 
+    def _drop_removed(self) -> None:
+        """Forget the devices the inventory no longer has (a reload, or a restart with a
+        new inventory): their fault, watch, detector and hold-down state goes, and their
+        open incidents resolve -- nothing would ever clear them, as their observations
+        are no longer taken. The events go out with the next ``tick``."""
+        known = self._inventory.devices
+        refs = {*self.down_devices, *self.reachable, *self.recheck,
+                *(d for d, _ in self.down_ports), *(d for d, _ in self.ports),
+                *(_device_of(root) for root in self.pending),
+                *(f.device for f in self._held.values()), *self.watch.devices(),
+                *self.detectors.devices(),
+                *(i.device for i in self.open.values() if i.kind != "repeated_failures")}
+        removed = {d for d in refs if d not in known}
+        if not removed:
+            return
+        now = self.clock()
+        events = self._removed = self._removed or []
+        log.warning("devices removed from the inventory: %s; their state is dropped and "
+                    "their open incidents resolve", ", ".join(sorted(removed)))
+        self.down_devices -= removed
+        self.down_ports = {k for k in self.down_ports if k[0] not in removed}
+        self.recheck -= removed
+        self._forgotten -= removed
+        for key in [k for k in self.ports if k[0] in removed]:
+            del self.ports[key]
+        for dev in removed:
+            self.reachable.pop(dev, None)
+            self._forget_device(dev)
+        self.pending = {r: t for r, t in self.pending.items() if _device_of(r) not in removed}
+        self._held = {r: f for r, f in self._held.items() if f.device not in removed}
+        self.watch.forget(removed)
+        for inc in [i for i in self.open.values()
+                    if i.device in removed and i.kind != "repeated_failures"]:
+            self.damper.release(inc.root, now)
+            self._resolve(inc, now, f"{inc.device} removed from the inventory: no longer "
+                          "watched", events)
+
+    def _start_conditions(self) -> None:
+        """At the end of the correlator's start: the state watch takes up what it kept
+        (``watch.db`` beside the incident store), then the state and incidents of
+        devices the inventory no longer has go."""
+        self.watch.attach(WatchStore(watch_path(self.store.path)))
+        self._drop_removed()
+
+    def _tick_conditions(self, events: list[IncidentEvent]) -> bool:
+        """Each ``tick``: save what the state watch learnt, and deliver the events of
+        ``_drop_removed``; True after a removal (the fault state changed: reconcile)."""
+        self.watch.flush()
+        if self._removed is None:
+            return False
+        events.extend(self._removed)
+        self._removed = None
+        return True
+
     def _raise(self, f: Finding, now: float, events: list[IncidentEvent]) -> None:
+        if f.device not in self._inventory.devices:  # removed by a reload meanwhile
+            log.info("condition dropped kind=%s device=%s: not in the inventory", f.kind,
+                     f.device)
+            return
         if f.root in self.open:
             self._unconfirmed.pop(f.root, None)  # raised again after a restart
             return
@@ -183,7 +257,7 @@ class ConditionIncidents:
                                      f.port if self._is_port(f.device, f.port) else None)
         if impact.service != f.service:
             impact = replace(impact, service=f.service)
-        dev = inv.devices[f.device]
+        dev = inv.devices[f.device]  # known: checked above
         inc = Incident(
             id=self.store.next_id(), root=f.root, kind=f.kind, device=f.device, port=f.port,
             role=dev.role, site=dev.site, severity=f.severity, state="open", opened_at=now,
@@ -215,6 +289,7 @@ class ConditionIncidents:
                  events: list[IncidentEvent]) -> None:
         del self.open[inc.root]
         self._unconfirmed.pop(inc.root, None)
+        self._resumed.discard(inc.root)
         closed = replace(inc, state="resolved", resolved_at=now, updated_at=now,
                          timeline=(*inc.timeline, TimelineEntry(now, text)))
         closed = self.judge.assess(closed, now, previous=inc.impact)
@@ -240,14 +315,27 @@ class ConditionIncidents:
                     self._forget_device(f.device)
 
     def _expire_unconfirmed(self, now: float, events: list[IncidentEvent]) -> None:
+        """Condition incidents restored at start that nothing confirmed within
+        ``condition_recheck``: resolved. A detector that judges the current level
+        (congestion, errors, optics, plan) confirms by raising again; one that resumed
+        from the incident's baseline (``BASELINE_KINDS``) by having samples at all --
+        it then clears the incident only on samples back to normal."""
         for root, deadline in list(self._unconfirmed.items()):
             if now < deadline:
                 continue
             del self._unconfirmed[root]
             inc = self.open.get(root)
-            if inc is not None:
-                self._resolve(inc, now, f"not raised again within {self.condition_recheck:.0f}s "
-                              "of a restart: resolved", events)
+            if inc is None:
+                continue
+            if root in self._resumed:
+                self._resumed.discard(root)
+                if self.detectors.sampled(inc.kind, inc.device, inc.port or ""):
+                    continue  # measured: its detector decides when it is over
+                text = "no measurements of it"
+            else:
+                text = "not raised again"
+            self._resolve(inc, now, f"{text} within {self.condition_recheck:.0f}s of a "
+                          "restart: resolved", events)
 
     def _repeats(self, inc: Incident, now: float, events: list[IncidentEvent]) -> None:
         """Subscribers this incident brought to churn.repeat_threshold incidents within
@@ -307,6 +395,11 @@ class ConditionIncidents:
                 self._resolve(inc, now, f"{n} incident(s) in the last "
                               f"{self.churn.window_days:g} days, below the threshold of "
                               f"{self.churn.repeat_threshold}", events)
+
+
+def _device_of(root: str) -> str:
+    """The device of an outage root key (``device:<d>``, ``link:<d>:<port>``)."""
+    return root.split(":", 2)[1]
 
 
 def _fold_ports(inc: Incident) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from correlator.detection import Condition
 from correlator.incidents import Impact, Incident, Service
 from correlator.inventory import Inventory
 from correlator.topology import analyse, device_root, impact_of, link_root
+from correlator.watch_store import Down, WatchStore
 from probes.types import BGP_PEER_STATE, ONT_STATE, Observation
 
 BGP_ESTABLISHED = 6  # BGP4-MIB bgpPeerState
@@ -112,7 +113,14 @@ class StateWatch:
 
     A change is news only after the device's first report of that kind (the baseline: a
     session or ONT already down when we start is not) or from an event source (syslog).
-    An administratively shut BGP session is never news.
+    An administratively shut BGP session is never news. An element down at the baseline
+    stays no news until it is back up (its state may change meanwhile: idle, active...).
+
+    Across a restart (``attach`` a ``WatchStore``): the elements known down, and the
+    devices whose baseline was taken, are kept. After a restart a device's first report
+    is a baseline only if it never had one: an element pending its hold-down before
+    the restart stays pending from when it went down, and one down now that was up
+    before (it went down while netreflex was not running) is pending from now.
 
     ONT → subscribers: a subscriber is bound to device, port and ``onu_id``; ONT_STATE's
     instance is ``frame/slot/port/ont_id``. They match when the ONT id equals ``onu_id``
@@ -127,13 +135,54 @@ class StateWatch:
         self.event_sources = event_sources
         self.pending: dict[str, _Down] = {}  # root -> down since, and the finding to raise
         self._first: dict[tuple[str, str], float] = {}  # (device, name) -> first report ts
+        self._down: dict[str, Down] = {}  # root -> since, news: every element known down
+        self._before: set[tuple[str, str]] = set()  # baselines taken before a restart
+        self._store: WatchStore | None = None
+        self._dirty: dict[str, Down | None] = {}  # changes of _down not yet saved
+        self._new_keys: set[tuple[str, str]] = set()  # ... of the baselines
+        self._gone: set[str] = set()  # ... devices forgotten
         self._onts: dict[str, dict[str, list[tuple[str, str]]]] = {}
         self._onts_of: Inventory | None = None
 
+    def attach(self, store: WatchStore) -> None:
+        """Keep what the watch knows in ``store``, and take up what it kept."""
+        self._store = store
+        before, down = store.load()
+        self._before |= before
+        for root, known in down.items():
+            self._down.setdefault(root, known)
+
+    def flush(self) -> None:
+        """Save what changed since the last flush (no store: forget it)."""
+        if self._store is not None and (self._dirty or self._new_keys or self._gone):
+            self._store.save(self._new_keys, self._dirty, self._gone)
+        self._dirty, self._new_keys, self._gone = {}, set(), set()
+
+    def _mark(self, root: str, known: Down | None) -> None:
+        if known is None:
+            if self._down.pop(root, None) is None:
+                return
+        else:
+            self._down[root] = known
+        self._dirty[root] = known
+
+    def _news(self, root: str, now: float, baseline: bool) -> float | None:
+        """An element reported down and not pending: since when it is news, or None."""
+        known = self._down.get(root)
+        if known is not None:  # down already: pending from then (a restart), or no news
+            return known[0] if known[1] else None
+        self._mark(root, (now, not baseline))
+        return None if baseline else now
+
     def observe(self, obs: Observation, now: float) -> Finding | None:
         key = (obs.device, obs.name)
-        first = self._first.setdefault(key, obs.ts)
-        baseline = obs.ts == first and obs.source not in self.event_sources
+        first = self._first.get(key)
+        if first is None:
+            first = self._first[key] = obs.ts
+            if key not in self._before:
+                self._new_keys.add(key)
+        baseline = obs.ts == first and obs.source not in self.event_sources \
+            and key not in self._before
         if obs.name == BGP_PEER_STATE:
             return self._bgp(obs, now, baseline)
         if obs.name == ONT_STATE:
@@ -145,6 +194,7 @@ class StateWatch:
         state = int(obs.value)
         name = obs.labels.get("state") or BGP_STATE_NAMES.get(state, str(state))
         if state == BGP_ESTABLISHED or obs.labels.get("admin") == "down":
+            self._mark(root, None)
             down = self.pending.pop(root, None)
             if down is None:
                 return None
@@ -153,15 +203,16 @@ class StateWatch:
                            summary=f"BGP session {obs.instance} on {obs.device} {why}",
                            evidence={**down.finding.evidence, "state_now": name,
                                      "down_for_s": round(now - down.since, 1)})
-        if root in self.pending or baseline:
+        if root in self.pending or (since := self._news(root, now, baseline)) is None:
             return None
-        role = self.inventory.devices[obs.device].role
+        dev = self.inventory.devices.get(obs.device)
+        role = dev.role if dev is not None else "other"
         evidence: dict[str, float | int | str] = {
             "peer": obs.instance, "state": name, "state_code": state,
             "hold_down_s": self.hold_down}
         if obs.labels.get("remote_as"):
             evidence["remote_as"] = obs.labels["remote_as"]
-        self.pending[root] = _Down(now, Finding(
+        self.pending[root] = _Down(since, Finding(
             root=root, kind="bgp_session_down", device=obs.device, port=obs.instance,
             active=True, severity=_SEVERITY_BGP.get(role, "minor"), ts=now,
             summary=f"BGP session {obs.instance} on {obs.device} is {name}, not established",
@@ -171,6 +222,7 @@ class StateWatch:
     def _ont(self, obs: Observation, now: float, baseline: bool) -> Finding | None:
         root = condition_root("ont_down", obs.device, obs.instance)
         if int(obs.value) == ONT_ONLINE:
+            self._mark(root, None)
             down = self.pending.pop(root, None)
             if down is None:
                 return None
@@ -178,7 +230,7 @@ class StateWatch:
                            summary=f"ONT {obs.instance} on {obs.device} online again",
                            evidence={**down.finding.evidence,
                                      "down_for_s": round(now - down.since, 1)})
-        if root in self.pending or baseline:
+        if root in self.pending or (since := self._news(root, now, baseline)) is None:
             return None
         cause = obs.labels.get("last_down_cause", "")
         subs, ports = self.ont_subscribers(obs.device, obs.instance)
@@ -190,7 +242,7 @@ class StateWatch:
         if ports:
             evidence["pon_port"] = ports[0]
         why = f" ({cause})" if cause else ""
-        self.pending[root] = _Down(now, Finding(
+        self.pending[root] = _Down(since, Finding(
             root=root, kind="ont_down", device=obs.device, port=obs.instance, active=True,
             severity=severity, ts=now, summary=f"ONT {obs.instance} on {obs.device} "
             f"offline{why}: {len(subs)} subscriber(s)", evidence=evidence,
@@ -223,6 +275,22 @@ class StateWatch:
                 out.append(replace(down.finding, ts=now))
         return out
 
+    def devices(self) -> set[str]:
+        """The devices the watch keeps state of."""
+        return ({d for d, _ in self._first} | {d for d, _ in self._before}
+                | {f.finding.device for f in self.pending.values()}
+                | {_root_device(r) for r in self._down})
+
+    def forget(self, devices: set[str]) -> None:
+        """Devices gone from the inventory: their pending elements and baselines go."""
+        self.pending = {r: d for r, d in self.pending.items()
+                        if d.finding.device not in devices}
+        self._first = {k: ts for k, ts in self._first.items() if k[0] not in devices}
+        self._before = {k for k in self._before if k[0] not in devices}
+        for root in [r for r in self._down if _root_device(r) in devices]:
+            self._mark(root, None)
+        self._gone |= devices
+
     def restore(self, inc: Incident) -> None:
         """An open incident from the store: down since it opened, until told otherwise."""
         self.pending[inc.root] = _Down(inc.opened_at, Finding(
@@ -231,6 +299,11 @@ class StateWatch:
             evidence=inc.evidence, subscribers=inc.impact.subscribers,
             fold_ports=tuple(p for p in (inc.evidence.get("pon_port"),) if isinstance(p, str)),
             service=inc.impact.service))
+
+
+def _root_device(root: str) -> str:
+    """The device of a ``cond:<kind>:<device>:<instance>`` root."""
+    return root.split(":", 3)[2]
 
 
 __all__ = ["Finding", "StateWatch", "condition_root", "degraded_impact", "from_condition",

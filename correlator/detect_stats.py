@@ -97,8 +97,8 @@ class Baseline:
     A sample is anomalous when it is ``>= floor``, ``>= mean + min_delta`` and (once warm)
     ``> mean + k x 1.4826 x mad``. Anomalous samples are not learnt."""
 
-    __slots__ = ("active", "anomalous", "floor", "mad", "mean", "min_delta", "n", "normal",
-                 "since", "threshold")
+    __slots__ = ("active", "anomalous", "floor", "last", "mad", "mean", "min_delta", "n",
+                 "normal", "since", "threshold")
 
     def __init__(self, floor: float, min_delta: float) -> None:
         self.floor = floor
@@ -111,8 +111,10 @@ class Baseline:
         self.anomalous = 0  # consecutive anomalous samples
         self.since = 0.0  # when raised
         self.threshold = 0.0  # of the last sample judged
+        self.last = -1.0  # time of the last sample judged
 
     def step(self, x: float, ts: float, cfg: BaselineConfig, *, judge_cold: bool) -> int:
+        self.last = ts
         warm = self.n >= cfg.warmup_samples
         mean = self.mean
         spread = mean + cfg.k * SIGMA_PER_MAD * self.mad
@@ -143,6 +145,15 @@ class Baseline:
             self.mad += (abs(x - self.mean) - self.mad) / self.n
             return STAY if not self.active else self._clear(cfg)
         return self._clear(cfg) if self.active else STAY
+
+    def resume(self, mean: float, mad: float, since: float, cfg: BaselineConfig) -> None:
+        """Raised since ``since`` against a baseline of ``mean`` and ``mad`` (an open
+        incident's evidence, after a restart): warm, so the degraded level is judged
+        against the old normal rather than learnt as the new one."""
+        self.mean, self.mad = mean, mad
+        self.n = cfg.warmup_samples
+        self.active, self.since = True, since
+        self.normal = self.anomalous = 0
 
     def _clear(self, cfg: BaselineConfig) -> int:
         if self.normal >= cfg.clear_samples:
@@ -246,6 +257,16 @@ class Cusum:
         self.mean = mean + a * (xc - mean)
         self.dev += a * (abs(xc - self.mean) - self.dev)
         return STAY
+
+    def resume(self, before: float, dev: float, after: float, direction: str, since: float,
+               cfg: UsageParams) -> None:
+        """Raised since ``since``, from ``before`` (deviation ``dev``) to ``after``: an open
+        incident's evidence, after a restart. It clears as when never interrupted."""
+        self.n = cfg.warmup
+        self.mean, self.dev, self.fast = before, dev, after
+        self.active, self.since, self.normal = True, since, 0
+        self.before, self.after, self.direction = before, after, direction
+        self.up = self.down = 0.0
 
     def _raise(self, stat: float, level: float, direction: str, ts: float) -> int:
         self.active, self.since, self.normal = True, ts, 0

@@ -235,6 +235,60 @@ class Detectors:
                     {"reason": "forgotten"}, cond.subscriber))
         return out
 
+    def resume(self, cond: Condition) -> bool:
+        """After a restart, a raised condition of a baseline kind (latency, packet_loss,
+        usage_change: an open incident) taken up where it was -- raised, against the
+        baseline its evidence names -- so that only samples back near that normal clear
+        it. (A baseline learnt afresh would take the degraded level as the normal.)
+        False for the other kinds, a detector that is off, or evidence without the
+        numbers: those must be raised again."""
+        config, ev = self._config, cond.evidence
+        if not config.enabled or not cond.active:
+            return False
+        key = (cond.kind, cond.device, cond.instance)
+        if cond.kind in ("latency", "packet_loss"):
+            loss = cond.kind == "packet_loss"
+            cfg = config.packet_loss if loss else config.latency
+            mean, mad = _number(ev, "baseline_mean"), _number(ev, "mad")
+            if not cfg.enabled or mean is None or mad is None:
+                return False
+            b = self._new_baseline(loss)
+            b.resume(mean, mad, cond.ts, cfg)
+            dev = self._devices.get(cond.device) or self._device(cond.device)
+            dev.targets[LOSS_RATIO if loss else RTT_MS, cond.instance] = b
+        elif cond.kind == "usage_change":
+            params = self._tuned.usage
+            before, after = _number(ev, "before_bps"), _number(ev, "after_bps")
+            if params is None or before is None or after is None or not cond.instance:
+                return False
+            dev = self._devices.get(cond.device) or self._device(cond.device)
+            p = dev.ports.get(cond.instance)
+            if p is None:
+                p = dev.ports[cond.instance] = _Port(cond.instance)
+            p.usage.resume(before, _number(ev, "dev_bps") or 0.0, after,
+                           str(ev.get("direction", "up")), cond.ts, params)
+        else:
+            return False
+        self._active[key] = cond
+        return True
+
+    def sampled(self, kind: str, device: str, instance: str) -> bool:
+        """Whether the detector of ``kind`` (latency, packet_loss, usage_change) had a
+        sample of this element since it started (or forgot the device)."""
+        dev = self._devices.get(device)
+        if dev is None:
+            return False
+        if kind in ("latency", "packet_loss"):
+            b = dev.targets.get((LOSS_RATIO if kind == "packet_loss" else RTT_MS, instance))
+            return b is not None and b.last >= 0.0
+        p = dev.ports.get(instance)
+        return (p is not None and p.ts >= 0.0) or (IF_IN_OCTETS, instance) in dev.obs \
+            or (IF_OUT_OCTETS, instance) in dev.obs
+
+    def devices(self) -> list[str]:
+        """The devices the detectors keep state of."""
+        return [*self._devices, *(c.device for c in self._active.values())]
+
     def active(self) -> list[Condition]:
         """What is raised now, oldest first."""
         return sorted(self._active.values(), key=lambda c: c.ts)
@@ -390,7 +444,7 @@ class Detectors:
         ev: Evidence = {"before_bps": round(c.before), "after_bps": round(c.after),
                         "rate_bps": round(x), "threshold_h": uc.threshold_h}
         if c.active:
-            ev.update(cusum=round(c.stat, 2), direction=c.direction)
+            ev.update(cusum=round(c.stat, 2), direction=c.direction, dev_bps=round(c.dev))
             summary = (f"{p.name} traffic stepped {c.direction} from {_bps(c.before)} to "
                        f"{_bps(c.after)}")
         else:
@@ -455,9 +509,7 @@ class Detectors:
         key = (obs.name, obs.instance)
         b = dev.targets.get(key)
         if b is None:
-            b = dev.targets[key] = Baseline(
-                self.config.packet_loss.threshold if loss else 0.0,
-                0.0 if loss else self.config.latency.min_delta_ms)
+            b = dev.targets[key] = self._new_baseline(loss)
         t = b.step(float(value), obs.ts, cfg, judge_cold=loss)
         if not t:
             return []
@@ -480,6 +532,11 @@ class Detectors:
         self._emit(kind, obs.device, obs.instance, t == RAISE, cfg.severity, obs.ts, summary,
                    ev, out)
         return out
+
+    def _new_baseline(self, loss: bool) -> Baseline:
+        if loss:
+            return Baseline(self._config.packet_loss.threshold, 0.0)
+        return Baseline(0.0, self._config.latency.min_delta_ms)
 
     def _optical(self, obs: Observation) -> list[Condition]:
         oc = self.config.optical_power
@@ -534,6 +591,11 @@ class Detectors:
                 cond = Condition(kind, device, instance, False, severity, ts, summary, evidence,
                                  raised.subscriber)
         out.append(cond)
+
+
+def _number(evidence: Mapping[str, float | int | str], key: str) -> float | None:
+    value = evidence.get(key)
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _what(cond: Condition) -> str:
