@@ -142,6 +142,12 @@ class IncidentOut(IncidentSummaryOut):
     evidence: dict[str, float | int | str] = Field(
         description="conditions: the numbers that raised it (metric, value, threshold or "
                     "baseline, window, samples...); empty for outages")
+    mitigated_at: float | None = Field(
+        description="when a remediation fixed it (verified by re-polling)")
+    mitigated_by: str | None = Field(description="the remediation target that fixed it")
+    closed_by: str | None = Field(
+        description="resolved without being seen to recover: 'inventory' = its device left "
+                    "the inventory (no customer all-clear was sent)")
 
 
 class IncidentListOut(Out):
@@ -435,6 +441,7 @@ def incident_out(inc: Incident, *, subscribers: bool) -> IncidentOut:
             transitions=inc.flap.transitions, since=inc.flap.since,
             last_change=inc.flap.last_change, state=inc.flap.state, window=inc.flap.window),
         evidence=dict(inc.evidence),
+        mitigated_at=inc.mitigated_at, mitigated_by=inc.mitigated_by, closed_by=inc.closed_by,
     )
 
 

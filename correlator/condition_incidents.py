@@ -213,7 +213,7 @@ class ConditionIncidents:
                     if i.device in removed and i.kind != "repeated_failures"]:
             self.damper.release(inc.root, now)
             self._resolve(inc, now, f"{inc.device} removed from the inventory: no longer "
-                          "watched", events)
+                          "watched", events, closed_by="inventory")
 
     def _start_conditions(self) -> None:
         """At the end of the correlator's start: the state watch takes up what it kept
@@ -286,11 +286,12 @@ class ConditionIncidents:
                       events)
 
     def _resolve(self, inc: Incident, now: float, text: str,
-                 events: list[IncidentEvent]) -> None:
+                 events: list[IncidentEvent], *, closed_by: str | None = None) -> None:
         del self.open[inc.root]
         self._unconfirmed.pop(inc.root, None)
         self._resumed.discard(inc.root)
         closed = replace(inc, state="resolved", resolved_at=now, updated_at=now,
+                         closed_by=closed_by,
                          timeline=(*inc.timeline, TimelineEntry(now, text)))
         closed = self.judge.assess(closed, now, previous=inc.impact)
         self.store.save(closed)

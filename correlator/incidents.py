@@ -168,6 +168,9 @@ class Incident:
     subscriber: str | None = None  # plan_saturation, repeated_failures: the one concerned
     mitigated_at: float | None = None  # a remediation fixed it (verified by re-polling)
     mitigated_by: str | None = None  # the remediation target that did
+    # why a resolved incident was closed when nobody saw it recover: "inventory" = its
+    # device left the inventory (no all-clear goes to customers for it)
+    closed_by: str | None = None
 
     @property
     def title(self) -> str:
@@ -220,6 +223,7 @@ class Incident:
             "subscriber": self.subscriber,
             "mitigated_at": self.mitigated_at,
             "mitigated_by": self.mitigated_by,
+            "closed_by": self.closed_by,
         }
 
     def to_json(self) -> str:
@@ -251,6 +255,7 @@ class Incident:
             subscriber=d.get("subscriber"),
             mitigated_at=d.get("mitigated_at"),
             mitigated_by=d.get("mitigated_by"),
+            closed_by=d.get("closed_by"),
         )
 
 

@@ -144,6 +144,11 @@ class NotifyExecutor:
         return out
 
     def _all_clear(self, plan: ActionPlan, incident: Incident) -> list[ActionPlan]:
+        if incident.closed_by is not None:
+            log.warning("notify target=%s incident=%s event=resolved: closed by %s, not seen "
+                        "recovering: no %s all-clear (tell customers by hand if service is "
+                        "back)", self.name, incident.id, incident.closed_by, self.channel)
+            return []
         told: dict[str, JournalRow] = {}
         usable = ("succeeded", "running", *(("dry_run",) if plan.dry_run else ()))
         rank = {"succeeded": 0, "running": 1, "dry_run": 2}

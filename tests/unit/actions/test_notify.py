@@ -274,4 +274,7 @@ def test_update_reaches_only_subscribers_who_joined_and_all_clear_only_those_tol
     clear, _ = plans_for(pol, IncidentEvent("resolved", done, T0 + 600), ex)
     assert [(p.recipient, p.payload["notify"]) for p in clear] == [
         ("s1", {"phase": "all_clear", "channel": "email", "told_by": first[0].key})]
+    # closed because its device left the inventory: nobody saw service come back
+    gone = replace(done, closed_by="inventory")
+    assert plans_for(pol, IncidentEvent("resolved", gone, T0 + 600), ex)[0] == []
     journal.close()

@@ -59,8 +59,9 @@ def test_a_reload_dropping_devices_with_pending_state_prunes_it_and_resolves_the
     [ev] = c.tick()  # no KeyError: the resolution goes out with the next tick
     assert (ev.type, ev.incident.id) == ("resolved", cong.id)
     assert ev.incident.timeline[-1].text == "olt2 removed from the inventory: no longer watched"
+    assert ev.incident.closed_by == "inventory"  # not seen recovering: no all-clear
     stored = store.get(cong.id)
-    assert stored is not None and stored.state == "resolved"
+    assert stored is not None and stored.state == "resolved" and stored.closed_by == "inventory"
     clock.now += 60
     assert c.tick() == [] and c.open == {}  # nothing opens for the devices gone
 
