@@ -133,7 +133,10 @@ class Dispatcher:
     ``down_share``: which share (0..1) of the devices looks down now, for the blast-radius
     guardrail. ``faults``: test-only fault injection (default: ``NETREFLEX_FAULT``).
     ``incident(id)``: the incident as the correlator has it now (a rule's
-    ``min_duration``)."""
+    ``min_duration``). ``concurrency``: shared slots for actions; an executor with a
+    ``concurrency`` of its own (remediation) runs its target's actions in that many slots
+    of their own instead, so a slow fix never delays pages or tickets. ``idle(executor)``
+    waits until no action runs on an executor (a reload closes retired ones then)."""
 
     def __init__(
         self,
@@ -156,8 +159,12 @@ class Dispatcher:
                                      incident=incident)
         self._fault = faults if faults is not None else FaultInjector.from_env()
         self._sem = asyncio.Semaphore(concurrency)
+        # an executor with ``concurrency`` (remediation) runs in slots of its own, per
+        # target: a slow fix never holds the shared slots that pages and tickets need
+        self._target_sems: dict[str, tuple[int, asyncio.Semaphore]] = {}
         self._wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._using: dict[str, Executor] = {}  # action key -> the executor it runs on
         # (guardrail, outcome) -> attempts it stopped (live actions only): for metrics
         self.trips: dict[tuple[str, str], int] = {}
 
@@ -270,7 +277,28 @@ class Dispatcher:
                 stop.cancel()
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self._inflight.pop(task.get_name().removeprefix("action:"), None)
+        key = task.get_name().removeprefix("action:")
+        self._inflight.pop(key, None)
+        self._using.pop(key, None)
+
+    async def idle(self, executor: Executor, timeout: float) -> bool:
+        """Wait up to ``timeout`` until no in-flight action uses ``executor`` (a reload
+        closes a retired executor only then). True when none does."""
+        busy = [self._inflight[k] for k, ex in self._using.items()
+                if ex is executor and k in self._inflight]
+        if busy:
+            _, left = await asyncio.wait(busy, timeout=timeout)
+            return not left
+        return True
+
+    def _slots(self, target: str, executor: Executor | None) -> asyncio.Semaphore:
+        limit = getattr(executor, "concurrency", None)
+        if not isinstance(limit, int):
+            return self._sem
+        have = self._target_sems.get(target)
+        if have is None or have[0] != limit:  # new, or changed by a reload
+            have = self._target_sems[target] = (limit, asyncio.Semaphore(limit))
+        return have[1]
 
     async def drain(self, timeout: float) -> int:
         """Wait for in-flight actions up to ``timeout``; cancel the rest. Returns how many
@@ -291,7 +319,9 @@ class Dispatcher:
 
     async def _one(self, plan: ActionPlan) -> None:
         executor = self.executors.get(plan.target)
-        async with self._sem:
+        if executor is not None:
+            self._using[plan.key] = executor
+        async with self._slots(plan.target, executor):
             now = self.clock()
             if executor is None:
                 self.journal.finish(plan.key, "failed", now,

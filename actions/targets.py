@@ -412,7 +412,8 @@ class MqttTarget(RetrySettings):
 class RemediationTarget(RetrySettings):
     """Fix the incident's element on the device: one template from the allowlist (the
     built-ins in ``actions.remediation_templates`` plus ``templates``), then verify by
-    re-polling. ``timeout`` bounds one SSH session or one SNMP request."""
+    re-polling. ``timeout`` bounds one SSH session or one SNMP request; ``concurrency``
+    how many of its actions run at once (settle and verify included)."""
 
     kind: Literal["remediation"]
     template: str = Field(min_length=1, description="bounce_port, bounce_port_vrp, "
@@ -426,6 +427,12 @@ class RemediationTarget(RetrySettings):
     settle: Seconds = Field(default=10.0, description="wait before the first verify")
     verify_attempts: int = Field(default=3, ge=1, le=20)
     verify_interval: Seconds = Field(default=10.0, description="between verify attempts")
+    repeat_after: Seconds | None = Field(
+        default=None, description="the same fix on the same element is not sent again "
+        "within this long of the last time (a slow flapper needs a person); null: no limit")
+    concurrency: int = Field(default=4, ge=1, le=64,
+                             description="this target's actions running at once, in slots "
+                             "of their own (not the dispatcher's shared ones)")
 
     @model_validator(mode="after")
     def _known(self) -> RemediationTarget:

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from actions.dispatcher import build_executors
+from actions.dispatcher import Dispatcher, build_executors
 from actions.types import Executor
 from collector.config import Settings, load_config
 from collector.scheduler import PollJob
@@ -104,12 +104,20 @@ def _swap_policy(daemon: Daemon, new: Settings) -> None:
             keep[name] = executor
     dispatcher.policy = new.policy
     dispatcher.executors = keep
-    for executor in retired:  # in-flight actions may still use them: close a bit later
-        daemon.background(_close_later(executor), name="close-retired-executor")
+    for executor in retired:  # in-flight actions may still use them: close when idle
+        daemon.background(_close_when_idle(dispatcher, executor),
+                          name="close-retired-executor")
 
 
-async def _close_later(executor: Executor, delay: float = 30.0) -> None:
-    await asyncio.sleep(delay)
+RETIRED_IDLE_WAIT = 900.0  # seconds: a remediation's settle and verify fit in it
+
+
+async def _close_when_idle(dispatcher: Dispatcher, executor: Executor,
+                           bound: float = RETIRED_IDLE_WAIT) -> None:
+    """Close a retired executor once no in-flight action uses it (at most ``bound``)."""
+    if not await dispatcher.idle(executor, bound):
+        log.warning("reload: a retired %s executor still runs an action after %.0fs; "
+                    "closing it anyway", executor.kind, bound)
     with contextlib.suppress(Exception):
         await executor.aclose()
 

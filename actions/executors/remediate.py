@@ -1,22 +1,50 @@
 """Remediation: one allowlisted template on the incident's device, then verify the effect.
 
 ``cli`` templates log in with the device's CLI probe credentials (netmiko, in this
-executor's own small thread pool) and send the rendered lines with ``send_config_set``
-(config mode) or ``send_command`` (exec mode) -- lists of single lines written to the SSH
-channel, never a shell. The session is bounded by the target's ``timeout``; when it runs
-out the session is cut from outside (the hung-session abort of ``probes.cli.poller``).
-``snmp`` templates SET ifAdminStatus down then up with the device's SNMP credentials
-(pysnmp), the ifIndex taken from the poller's interface table (or an ifName walk).
+executor's own small thread pool; :mod:`probes.cli.session`) and send the rendered lines
+with ``send_config_set`` (config mode) or ``send_command`` (exec mode) -- lists of single
+lines written to the SSH channel, never a shell. The session is bounded by the target's
+``timeout``; when it runs out the session is cut from outside. ``snmp`` templates SET
+ifAdminStatus down then up with the device's SNMP credentials (pysnmp), the ifIndex taken
+from the poller's interface table (or an ifName walk).
 
 Then, after ``settle`` seconds, the fix is re-polled (the template's verify command, or
 ifOperStatus) up to ``verify_attempts`` times. Back: outcome ``succeeded`` ("mitigated:
 ...") and ``context.extra["mark_mitigated"]`` is called; still down: outcome ``failed``
 ("not mitigated: ...") and ``context.extra["remediation_failed"]``, which policy can
 escalate -- as for a fix that failed for good on the way (a session cut after the
-``shutdown``, a SET the agent refused). A value that does not fit its parameter, a
-device without access (not polled, or passive: no CLI/SNMP credentials) or a platform
-the template lacks: ``blocked``, nothing sent. Connection failures before anything was
-sent are retried; anything after, never.
+``shutdown``, a SET the agent refused, a port that could not be brought back up) and for
+a failure before anything was sent once its last attempt (``max_attempts``) is used up.
+A value that does not fit its parameter, a device without access (not polled, or
+passive: no CLI/SNMP credentials) or a platform the template lacks: ``blocked``, nothing
+sent. Only failures before anything was sent are retried (no TCP connect, no SSH banner,
+the ifName walk); anything after, never.
+
+Before sending (not for a dry run) the incident is looked up as the correlator has it
+now (``context.incident``): an action may have waited long (approval, blast radius, rate
+limit, circuit breaker, backoff), and fixing what has since ended is a self-inflicted
+outage. Resolved, merged, already mitigated, or not known (no lookup either):
+``blocked``, nothing sent.
+
+The SNMP bounce: once the down SET was sent it counts as applied even without an answer
+(UDP: a lost reply does not mean the agent ignored it), and the up SET is then always
+attempted (three tries) -- after a timeout, an error or a cancellation in between. Only
+an agent that answered the down SET with an error (``noAccess``, ...) left the port
+alone; then nothing more is sent.
+
+Across restarts, per action (``remediation.db`` in the state directory, written with
+``synchronous=FULL``): ``applying`` before the first command, ``applied`` (or
+``failed``) once the apply step ended; a failure before anything was sent removes the
+row, so its retry starts afresh. The apply step is shielded from cancellation: a
+shutdown waits for it to end (it is bounded by ``timeout`` per session or request, plus
+``down_for``) instead of cutting it in half, and the action stays ``running`` in the
+journal. When the daemon resumes such an action, execute runs again and reads the row:
+``applied`` -- the fix is not sent again, only verified; ``failed`` -- failed again, not
+re-sent; ``applying`` -- the process died while the fix was being sent, so it may or may
+not have reached the device: ``blocked`` ("may have been applied before a restart; check
+by hand") and ``remediation_failed`` is raised. So a fix is sent at most once per action,
+kill -9 included; what is not guaranteed is that a fix cut off by kill -9 was completed
+(a port may be left shut -- that is what the page is for).
 
 Device access comes from ``context.extra["devices"]``: a callable ``name ->
 DeviceAccess | None`` the daemon fills from its current config (reloads included).
@@ -26,16 +54,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import ipaddress
 import logging
 import re
-import socket
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from netmiko import ConfigInvalidException, ConnectHandler
+from netmiko import ConfigInvalidException
 from pysnmp.hlapi.v3arch.asyncio import (
     USM_AUTH_HMAC96_MD5,
     USM_AUTH_HMAC96_SHA,
@@ -61,6 +88,8 @@ from pysnmp.hlapi.v3arch.asyncio import (
 )
 from pysnmp.proto.rfc1902 import Integer32
 
+from actions.errors import JournalError
+from actions.policy import span
 from actions.remediation_templates import (
     ERROR_PATTERNS,
     CliTemplate,
@@ -71,12 +100,10 @@ from actions.remediation_templates import (
 )
 from actions.targets import RemediationTarget
 from actions.types import ActionPlan, ActionResult, ExecutorContext
-from probes.cli.commands import NEEDS_ENABLE, NETMIKO_DEVICE_TYPE
+from correlator.sqlite_util import MEMORY, open_state_db
 from probes.cli.config import CliProbeConfig
-from probes.cli.poller import _abort, _classify, _cut
-from probes.cli.poller import _Job as _PollJob
-from probes.snmp.config import SnmpCredentials, SnmpProbeConfig, SnmpV2c
-from probes.snmp.poller import _engine_id
+from probes.cli.session import CliJob, abort, classify, cut, open_session
+from probes.snmp import SnmpCredentials, SnmpProbeConfig, SnmpV2c, engine_id
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +147,82 @@ class DeviceAccess:
 
 
 class _Failed(Exception):
-    """The fix could not be applied. ``sent``: whether anything reached the device."""
+    """The fix could not be applied. ``sent``: whether anything may have reached the
+    device; ``refused``: the device answered no (an SNMP error status)."""
 
-    def __init__(self, detail: str, *, sent: bool, retry: bool = False) -> None:
+    def __init__(self, detail: str, *, sent: bool, retry: bool = False,
+                 refused: bool = False) -> None:
         super().__init__(detail)
         self.sent = sent
         self.retry = retry and not sent
+        self.refused = refused
+
+
+Applied = Literal["applying", "applied", "failed"]
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS applies (
+    action_key TEXT PRIMARY KEY,
+    target TEXT NOT NULL,
+    incident TEXT NOT NULL,
+    device TEXT NOT NULL,
+    commands TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('applying', 'applied', 'failed')),
+    detail TEXT,
+    started_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS applies_by_element ON applies (device, commands, started_at);
+"""
+
+
+class ApplyRecord:
+    """Which actions' fixes were being sent or were sent: ``remediation.db`` in the state
+    directory, one row per action key (in memory when ``state_dir`` is None: tests)."""
+
+    FILE_NAME = "remediation.db"
+
+    def __init__(self, state_dir: Path | None) -> None:
+        self.path = MEMORY if state_dir is None else str(Path(state_dir) / self.FILE_NAME)
+        self._db = open_state_db(self.path, _SCHEMA, what="remediation record",
+                                 error=JournalError)
+
+    def get(self, key: str) -> tuple[Applied, str] | None:
+        """(state, detail) of the action ``key``, or None: nothing was sent for it."""
+        row = self._exec("SELECT state, detail FROM applies WHERE action_key=?",
+                         (key,)).fetchone()
+        return None if row is None else (row[0], row[1] or "")
+
+    def begin(self, plan: ActionPlan, device: str, commands: list[str], now: float) -> None:
+        self._exec("INSERT INTO applies(action_key, target, incident, device, commands, "
+                   "state, detail, started_at, updated_at) "
+                   "VALUES (?, ?, ?, ?, ?, 'applying', NULL, ?, ?)",
+                   (plan.key, plan.target, plan.incident_id, device, "; ".join(commands),
+                    now, now))
+
+    def end(self, key: str, state: Literal["applied", "failed"], detail: str,
+            now: float) -> None:
+        self._exec("UPDATE applies SET state=?, detail=?, updated_at=? WHERE action_key=?",
+                   (state, detail, now, key))
+
+    def last_sent(self, device: str, commands: list[str]) -> float | None:
+        """When the same commands last went (or may have gone) to ``device``, by any
+        action of any target."""
+        row = self._exec("SELECT MAX(started_at) FROM applies WHERE device=? AND commands=?",
+                         (device, "; ".join(commands))).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def forget(self, key: str) -> None:
+        """Nothing reached the device: a retry may send the fix."""
+        self._exec("DELETE FROM applies WHERE action_key=?", (key,))
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _exec(self, sql: str, args: tuple[object, ...]) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise JournalError(f"remediation record {self.path}: {exc}") from exc
 
 
 class RemediationExecutor:
@@ -137,7 +234,12 @@ class RemediationExecutor:
         self.name = name
         self.target = target
         self.template = target.chosen
-        self.context = context or ExecutorContext()
+        self.context = context or ExecutorContext(state_dir=state_dir)
+        self.concurrency = target.concurrency
+        """How many of this target's actions run at once (the dispatcher's own slots for
+        this target: a slow fix never holds the slots other executors use)."""
+        self.record = ApplyRecord(state_dir if state_dir is not None
+                                  else self.context.state_dir)
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=4,
                                                            thread_name_prefix="remediate")
         self._engine: SnmpEngine | None = None
@@ -170,18 +272,68 @@ class RemediationExecutor:
         if dry_run:
             return result("dry_run", f"would send to {device} ({platform}): "
                           + "; ".join(commands))
+        before = self.record.get(plan.key)
+        if before is not None:
+            return await self._resume(plan, before, access, variables, verify, what)
+        stale = self._not_open(plan.incident_id) or self._too_soon(device, commands)
+        if stale is not None:
+            log.warning("remediation not sent action=%s target=%s incident=%s: %s",
+                        plan.key, self.name, plan.incident_id, stale)
+            return result("blocked", f"{what}: nothing sent: {stale}")
+        self.record.begin(plan, device, commands, self.context.clock())
+        task = asyncio.ensure_future(self._apply(access, variables, commands))
+        cancelled = await _finish(task)  # a shutdown does not cut a fix in half
         try:
-            done = await self._apply(access, variables, commands)
+            done = task.result()
         except _Failed as exc:
             log.error("remediation failed action=%s target=%s device=%s: %s", plan.key,
                       self.name, device, exc)
-            if exc.retry:
+            if exc.sent:
+                self.record.end(plan.key, "failed", str(exc), self.context.clock())
+            else:
+                self.record.forget(plan.key)
+            if exc.retry and plan.attempts + 1 < self.target.max_attempts:
+                _reraise(cancelled)
                 return result("retry", f"{what}: {exc}")
             # given up (and perhaps half applied: a port left shut): escalate
             self._hook("remediation_failed", plan, f"not mitigated: {what}: {exc}")
-            return result("failed", f"{what}: {exc}")
+            _reraise(cancelled)
+            return result("retry" if exc.retry else "failed", f"{what}: {exc}")
+        self.record.end(plan.key, "applied", done, self.context.clock())
         log.warning("remediation applied action=%s target=%s incident=%s device=%s: %s",
                     plan.key, self.name, plan.incident_id, device, done)
+        _reraise(cancelled)  # stays running in the journal: verified when resumed
+        return await self._verified(plan, access, variables, verify, what, done)
+
+    async def _resume(self, plan: ActionPlan, before: tuple[Applied, str],
+                      access: DeviceAccess, variables: Mapping[str, str],
+                      verify: str | None, what: str) -> ActionResult:
+        """The action ran before (a restart, or the journal lost its outcome): never send
+        the fix again."""
+        state, detail = before
+        if state == "applied":
+            log.warning("remediation was applied before a restart; verifying only "
+                        "action=%s target=%s incident=%s", plan.key, self.name,
+                        plan.incident_id)
+            return await self._verified(plan, access, variables, verify, what,
+                                        f"{detail} (before a restart)")
+        if state == "failed":
+            self._hook("remediation_failed", plan, f"not mitigated: {what}: {detail}")
+            return ActionResult(plan.key, self.name, self.kind, "failed",
+                                f"{what}: {detail}")
+        why = (f"{what}: may have been applied before a restart (it was being sent when "
+               "the daemon stopped); check by hand")
+        log.error("remediation blocked action=%s target=%s incident=%s: %s", plan.key,
+                  self.name, plan.incident_id, why)
+        self._hook("remediation_failed", plan, f"not mitigated: {why}")
+        return ActionResult(plan.key, self.name, self.kind, "blocked", why)
+
+    async def _verified(self, plan: ActionPlan, access: DeviceAccess,
+                        variables: Mapping[str, str], verify: str | None, what: str,
+                        done: str) -> ActionResult:
+        def result(outcome: Any, detail: str) -> ActionResult:
+            return ActionResult(plan.key, self.name, self.kind, outcome, detail)
+
         if verify is None:
             return result("succeeded", f"{what}: {done} (no verify step)")
         ok, seen = await self._verify(access, variables, verify)
@@ -192,6 +344,34 @@ class RemediationExecutor:
         detail = f"not mitigated: {what}: {seen}"
         self._hook("remediation_failed", plan, detail)
         return result("failed", detail)
+
+    def _not_open(self, incident_id: str) -> str | None:
+        """Why the incident no longer wants a fix (None: it is open and not mitigated)."""
+        lookup = self.context.incident
+        if lookup is None:
+            return (f"incident {incident_id} cannot be looked up here, so it is not known to "
+                    "be still open")
+        inc = lookup(incident_id)
+        if inc is None:
+            return f"incident {incident_id} is not known (any more)"
+        if inc.state != "open":
+            return f"incident {incident_id} is {inc.state} now: there is nothing to fix"
+        if inc.mitigated_at is not None:
+            return (f"incident {incident_id} was mitigated already"
+                    + (f" (by {inc.mitigated_by})" if inc.mitigated_by else ""))
+        return None
+
+    def _too_soon(self, device: str, commands: list[str]) -> str | None:
+        """Why the same fix on the same element must not go again yet (``repeat_after``)."""
+        limit = self.target.repeat_after
+        last = None if limit is None else self.record.last_sent(device, commands)
+        if limit is None or last is None:
+            return None
+        ago = self.context.clock() - last
+        if ago >= limit:
+            return None
+        return (f"the same fix went to {device} {span(max(0.0, round(ago)))} ago (repeat_after "
+                f"{span(limit)}): an element that keeps failing needs a person")
 
     def _cli_plan(self, access: DeviceAccess, variables: Mapping[str, str]
                   ) -> tuple[list[str], str | None, str]:
@@ -217,24 +397,45 @@ class RemediationExecutor:
 
     async def _apply(self, access: DeviceAccess, variables: Mapping[str, str],
                      commands: list[str]) -> str:
+        """Send the fix. Raises only _Failed (a bug aside: the record then stays
+        ``applying`` and a retry is blocked)."""
         if isinstance(self.template, CliTemplate):
             assert access.cli is not None
             await self._session(access, access.cli, self.template.mode, commands)
             return f"sent {len(commands)} command(s)"
         port = variables["port"]
         idx = await self._if_index(access, port)
-        await self._set_admin(access, idx, DOWN, sent=False)
-        await asyncio.sleep(self.template.down_for)
-        for attempt in range(_UP_TRIES):
-            try:
-                await self._set_admin(access, idx, UP, sent=True)
-                break
-            except _Failed:
-                if attempt == _UP_TRIES - 1:
-                    log.error("remediation left %s %s (ifIndex %d) administratively DOWN: "
-                              "bring it up by hand", access.name, port, idx)
-                    raise
+        try:
+            await self._set_admin(access, idx, DOWN)
+        except _Failed as exc:
+            if exc.refused:  # the agent answered no: the port did not change
+                raise _Failed(str(exc), sent=False) from None
+            lost: _Failed | None = exc  # no answer: it may well be down now
+        else:
+            lost = None
+        try:
+            if lost is None:
+                await asyncio.sleep(self.template.down_for)
+        finally:  # whatever happened since the down SET went out: bring the port up
+            await self._bring_up(access, port, idx)
+        if lost is not None:
+            raise _Failed(f"{lost} -- it may have been applied, so the port was set up "
+                          "again; the fix is not known to have happened", sent=True)
         return f"ifAdminStatus.{idx} set down, then up"
+
+    async def _bring_up(self, access: DeviceAccess, port: str, idx: int) -> None:
+        last = ""
+        for _ in range(_UP_TRIES):
+            try:
+                await self._set_admin(access, idx, UP)
+                return
+            except Exception as exc:  # noqa: BLE001  # any failure: a port left down is worse
+                last = str(exc) or type(exc).__name__
+        log.error("remediation may have left %s %s (ifIndex %d) administratively DOWN: "
+                  "bring it up by hand (%s)", access.name, port, idx, last)
+        raise _Failed(f"{port} (ifIndex {idx}) may be left administratively DOWN: "
+                      f"{_UP_TRIES} SETs to bring it up failed (last: {last}); bring it up "
+                      "by hand", sent=True)
 
     async def _verify(self, access: DeviceAccess, variables: Mapping[str, str],
                       verify: str) -> tuple[bool, str]:
@@ -290,16 +491,16 @@ class RemediationExecutor:
             async with asyncio.timeout(self.target.timeout):
                 return await future
         except TimeoutError:
-            _abort(job)
+            abort(job)
             raise _Failed(f"no answer in {self.target.timeout:g} s ({job.doing})",
                           sent=job.sent, retry=True) from None
         except asyncio.CancelledError:
-            _abort(job)
+            abort(job)
             raise
         except _DeviceSaid as exc:
             raise _Failed(f"the device refused a command: {exc}", sent=True) from None
         except Exception as exc:  # noqa: BLE001  # netmiko, paramiko, OSError: classified
-            code, detail = _classify(exc, cli)
+            code, detail = classify(exc, cli)
             raise _Failed(f"{cli.username}@{access.address}:{cli.port}: {detail}",
                           sent=job.sent, retry=code in ("timeout", "socket")) from None
 
@@ -315,19 +516,25 @@ class RemediationExecutor:
             authProtocol=_AUTH[cred.auth_protocol],
             privProtocol=_PRIV[cred.priv_protocol] if priv and cred.priv_protocol
             else USM_PRIV_NONE,
-            securityEngineId=_engine_id(cred, device))
+            securityEngineId=engine_id(cred, device))
 
     async def _snmp(self, access: DeviceAccess, call: Any, *varbinds: Any,
                     sent: bool, what: str) -> list[Any]:
+        """One request. ``sent``: whether a request without an answer may still have
+        changed the device (a SET): then it is not retried. Raises only _Failed."""
         assert access.snmp is not None
-        if self._engine is None:
-            self._engine = SnmpEngine()
-        per_try = self.target.timeout / 2
-        target = await UdpTransportTarget.create((access.address, access.snmp_port),
-                                                 timeout=per_try, retries=1)
-        err, status, _, answer = await call(
-            self._engine, self._auth(access.snmp, access.name), target, ContextData(),
-            *varbinds)
+        try:
+            if self._engine is None:
+                self._engine = SnmpEngine()
+            per_try = self.target.timeout / 2
+            target = await UdpTransportTarget.create((access.address, access.snmp_port),
+                                                     timeout=per_try, retries=1)
+            err, status, _, answer = await call(
+                self._engine, self._auth(access.snmp, access.name), target, ContextData(),
+                *varbinds)
+        except Exception as exc:  # noqa: BLE001  # pysnmp, OSError, a bad engine_id
+            raise _Failed(f"{what}: {type(exc).__name__}: {exc}", sent=sent,
+                          retry=True) from None
         if err:
             raise _Failed(f"{what}: {err}", sent=sent, retry=True)
         if status:
@@ -335,18 +542,17 @@ class RemediationExecutor:
                     "write view)" if str(status.prettyPrint()) in
                     ("noAccess", "notWritable", "authorizationError", "readOnly") else "")
             raise _Failed(f"{what}: the agent answered {status.prettyPrint()}{hint}",
-                          sent=sent)
+                          sent=sent, refused=True)
         return list(answer)
 
-    async def _set_admin(self, access: DeviceAccess, idx: int, value: int, *,
-                         sent: bool) -> None:
+    async def _set_admin(self, access: DeviceAccess, idx: int, value: int) -> None:
         oid = f"{IF_ADMIN_STATUS}.{idx}"
         await self._snmp(access, set_cmd, ObjectType(ObjectIdentity(oid), Integer32(value)),
-                         sent=sent, what=f"SET {oid} = {value}")
+                         sent=True, what=f"SET {oid} = {value}")
 
     async def _get_int(self, access: DeviceAccess, oid: str) -> int | None:
         answer = await self._snmp(access, get_cmd, ObjectType(ObjectIdentity(oid)),
-                                  sent=True, what=f"GET {oid}")
+                                  sent=False, what=f"GET {oid}")
         try:
             return int(answer[0][1])
         except (IndexError, TypeError, ValueError):
@@ -357,6 +563,17 @@ class RemediationExecutor:
         known = access.if_index(port) if access.if_index is not None else None
         if known is not None:
             return known
+        try:
+            found = await self._walk_if_index(access, port)
+        except Exception as exc:  # noqa: BLE001  # pysnmp, OSError, a bad engine_id
+            raise _Failed(f"walking ifName for {port}: {type(exc).__name__}: {exc}",
+                          sent=False, retry=True) from None
+        if found is None:
+            raise _Failed(f"{access.name} has no interface named {port!r} (ifName, "
+                          "ifDescr)", sent=False)
+        return found
+
+    async def _walk_if_index(self, access: DeviceAccess, port: str) -> int | None:
         assert access.snmp is not None
         if self._engine is None:
             self._engine = SnmpEngine()
@@ -368,19 +585,38 @@ class RemediationExecutor:
                     self._engine, auth, target, ContextData(), 0, 25,
                     ObjectType(ObjectIdentity(column)), lexicographicMode=False):
                 if err or status:
-                    raise _Failed(f"walking {column} for {port}: {err or status}",
-                                  sent=False, retry=True)
+                    raise RuntimeError(f"{column}: {err or status}")
                 for name, value in rows:
                     if str(value) == port:
                         return int(str(name).rsplit(".", 1)[1])
-        raise _Failed(f"{access.name} has no interface named {port!r} (ifName, ifDescr)",
-                      sent=False)
+        return None
 
     async def aclose(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._engine is not None:
             self._engine.close_dispatcher()
             self._engine = None
+        self.record.close()
+
+
+async def _finish(task: asyncio.Task[str]) -> bool:
+    """Wait for ``task`` to end even when the caller is cancelled meanwhile (it is bounded
+    by its own timeouts). Returns whether a cancellation came in: the caller re-raises it
+    once it has recorded what happened (:func:`_reraise`)."""
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            if not cancelled:
+                log.warning("stopping: the remediation being sent is finished first")
+            cancelled = True
+    return cancelled
+
+
+def _reraise(cancelled: bool) -> None:
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 _STATUS = {1: "up", 2: "down", 3: "testing", 5: "dormant", 7: "lowerLayerDown"}
@@ -390,8 +626,8 @@ _STATUS = {1: "up", 2: "down", 3: "testing", 5: "dormant", 7: "lowerLayerDown"}
 
 
 @dataclass(slots=True)
-class _Job(_PollJob):
-    """The CLI probe's abortable job, plus whether anything reached the device."""
+class _Job(CliJob):
+    """The abortable CLI job, plus whether anything reached the device."""
 
     sent: bool = False
 
@@ -403,33 +639,9 @@ class _DeviceSaid(Exception):
 def _cli_work(job: _Job, address: str, cli: CliProbeConfig, mode: str,
               commands: list[str], timeout: float) -> str:
     """Log in, send ``commands``, log out. Blocking; raises what went wrong."""
-    family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
     pattern = ERROR_PATTERNS.get(cli.platform, "")
     try:
-        job.doing = "TCP connect"
-        sock = job.sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        sock.connect((address, cli.port))
-        job.doing = "SSH login"
-        conn = job.conn = ConnectHandler(
-            device_type=NETMIKO_DEVICE_TYPE[cli.platform], host=address, port=cli.port,
-            username=cli.username,
-            password=None if cli.password is None else cli.password.get_secret_value(),
-            use_keys=cli.key_file is not None, key_file=cli.key_file,
-            passphrase=(None if cli.key_passphrase is None
-                        else cli.key_passphrase.get_secret_value()),
-            allow_agent=False, ssh_strict=cli.known_hosts is not None,
-            system_host_keys=False, alt_host_keys=cli.known_hosts is not None,
-            alt_key_file=cli.known_hosts or "", sock=sock, conn_timeout=timeout,
-            auth_timeout=timeout, banner_timeout=timeout, auto_connect=False)
-        if job.aborted:
-            raise TimeoutError("aborted")
-        conn._open()
-        if cli.platform in NEEDS_ENABLE or mode == "config":
-            job.doing = "enable"
-            conn.enable()
-        if job.aborted:
-            raise TimeoutError("aborted")
+        conn, _ = open_session(job, address, cli, timeout, enable=mode == "config")
         if mode == "config":
             job.doing, job.sent = "sending the configuration", True
             try:
@@ -449,7 +661,7 @@ def _cli_work(job: _Job, address: str, cli: CliProbeConfig, mode: str,
             outputs.append(text)
         return "\n".join(outputs)
     finally:
-        _cut(job.sock, None)  # no polite logout: SmartAX asks to confirm it for 30 s
+        cut(job.sock, None)  # no polite logout: SmartAX asks to confirm it for 30 s
         if job.conn is not None:
             try:
                 job.conn.disconnect()

@@ -1,6 +1,7 @@
 """Polling one device over SSH/CLI (netmiko), in a bounded thread pool shared by all.
 
-The I/O is here; what the output means is in :mod:`probes.cli.parse`.
+The I/O is here; what the output means is in :mod:`probes.cli.parse`; logging in and
+cutting a session from outside are in :mod:`probes.cli.session` (remediation uses them too).
 
 netmiko blocks, so each poll is one job in the executor passed in: (re)connect if needed,
 run the allowed commands, parse them. The SSH session stays open between polls. The
@@ -27,19 +28,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-import paramiko  # type: ignore[import-untyped]
-from netmiko import (
-    BaseConnection,
-    ConnectHandler,
-    NetmikoAuthenticationException,
-    NetmikoTimeoutException,
-    ReadException,
-    ReadTimeout,
-)
+from netmiko import BaseConnection
 
 from probes.cli import parse
-from probes.cli.commands import NEEDS_ENABLE, NETMIKO_DEVICE_TYPE, Command, commands_for
+from probes.cli.commands import Command, commands_for
 from probes.cli.config import CliProbeConfig
+from probes.cli.session import Aborted, CliJob, abort, classify, cut, open_session
 from probes.errors import ProbeConfigError
 from probes.types import PollResult
 
@@ -52,10 +46,6 @@ _CLOSE_TIMEOUT: Final = 5.0  # seconds a polite logout may take in aclose()
 _UNWIND_WAIT: Final = 1.0  # seconds a poll waits for the previous, aborted job to end
 
 
-class _Aborted(Exception):
-    """The event loop gave up on this job (timeout or cancellation)."""
-
-
 @dataclass(slots=True)
 class _Link:
     """One open SSH session: netmiko's connection on a TCP socket we own."""
@@ -65,13 +55,9 @@ class _Link:
 
 
 @dataclass(slots=True)
-class _Job:
-    """What the event loop needs to abort one running job; the worker fills it in."""
+class _Job(CliJob):
+    """A poll's abortable job (:class:`probes.cli.session.CliJob`) and what it read."""
 
-    sock: socket.socket | None = None
-    conn: BaseConnection | None = None
-    doing: str = "waiting for a thread"
-    aborted: bool = False
     results: list[tuple[Command, list[parse.Fact] | parse.OutputError]] = field(
         default_factory=list
     )
@@ -100,7 +86,7 @@ class CliPoller:
         executor: concurrent.futures.ThreadPoolExecutor,
     ) -> None:
         try:
-            ip = ipaddress.ip_address(address)
+            ipaddress.ip_address(address)
         except ValueError:
             raise ProbeConfigError(
                 f"{device}: CLI address {address!r} is not an IP address "
@@ -118,7 +104,6 @@ class CliPoller:
             )
         self.device = device
         self._address = address
-        self._family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
         self._config = config
         self._timeout = config.timeout
         self._commands = commands_for(config.platform, config.commands)
@@ -140,7 +125,7 @@ class CliPoller:
         """Log out (in the pool, bounded) and drop the session; a later poll logs in again."""
         if self._future is not None and not self._future.done():
             assert self._job is not None
-            _abort(self._job)  # the job drops the session as it unwinds
+            abort(self._job)  # the job drops the session as it unwinds
             return
         link, self._link = self._link, None
         if link is None:
@@ -149,7 +134,7 @@ class CliPoller:
             future = self._executor.submit(_close, link, polite=True)
             await asyncio.wait_for(asyncio.wrap_future(future), _CLOSE_TIMEOUT)
         except (RuntimeError, TimeoutError):  # pool shut down, or logout hung
-            _cut(link.sock, link.conn)
+            cut(link.sock, link.conn)
 
     async def poll(self) -> PollResult:
         if self._busy:
@@ -181,14 +166,14 @@ class CliPoller:
             async with asyncio.timeout(self._timeout):
                 error = await future
         except TimeoutError:
-            _abort(job)
+            abort(job)
             return self._failed(ts, "timeout", f"no answer in {self._timeout:g} s ({job.doing})")
         except asyncio.CancelledError:
             if not cfuture.cancel():
-                _abort(job)
+                abort(job)
             raise
         if error is not None:
-            return self._failed(ts, *_classify(error, self._config))
+            return self._failed(ts, *classify(error, self._config))
         return self._fold(ts, job.results)
 
     def _fold(
@@ -249,7 +234,7 @@ class CliPoller:
             for command in self._commands:
                 job.doing = f"running {command.text!r}"
                 if job.aborted:
-                    raise _Aborted
+                    raise Aborted
                 text = link.conn.send_command(
                     command.text, read_timeout=self._timeout, strip_prompt=True,
                     strip_command=True,
@@ -260,7 +245,7 @@ class CliPoller:
                     facts = exc
                 job.results.append((command, facts))
             if job.aborted:  # too late for this poll, and the channel may be cut
-                raise _Aborted
+                raise Aborted
         except Exception as exc:  # noqa: BLE001  # reported by the event loop, not raised
             self._link = None
             if job.conn is not None and job.sock is not None:
@@ -273,48 +258,9 @@ class CliPoller:
         return None
 
     def _connect(self, job: _Job) -> _Link:
-        config = self._config
-        job.doing = "TCP connect"
-        sock = job.sock = socket.socket(self._family, socket.SOCK_STREAM)
-        sock.settimeout(self._timeout)
-        sock.connect((self._address, config.port))
-        if job.aborted:
-            raise _Aborted
-        job.doing = "SSH login"
-        conn = ConnectHandler(
-            device_type=NETMIKO_DEVICE_TYPE[config.platform],
-            host=self._address,
-            port=config.port,
-            username=config.username,
-            password=None if config.password is None else config.password.get_secret_value(),
-            use_keys=config.key_file is not None,
-            key_file=config.key_file,
-            passphrase=(
-                None if config.key_passphrase is None
-                else config.key_passphrase.get_secret_value()
-            ),
-            allow_agent=False,
-            ssh_strict=config.known_hosts is not None,
-            system_host_keys=False,
-            alt_host_keys=config.known_hosts is not None,
-            alt_key_file=config.known_hosts or "",
-            sock=sock,
-            conn_timeout=self._timeout,
-            auth_timeout=self._timeout,
-            banner_timeout=self._timeout,
-            auto_connect=False,
-        )
-        # Log in only now that an abort can reach the connection: netmiko's session
-        # preparation waits up to ~20 s for a prompt, whatever our timeouts say.
-        job.conn = conn
-        if job.aborted:
-            raise _Aborted
-        conn._open()
+        conn, sock = open_session(job, self._address, self._config, self._timeout)
         self.stats["connects"] += 1
-        if config.platform in NEEDS_ENABLE:
-            job.doing = "enable"
-            conn.enable()
-        log.debug("cli session open device=%s platform=%s", self.device, config.platform)
+        log.debug("cli session open device=%s platform=%s", self.device, self._config.platform)
         return _Link(conn, sock)
 
 
@@ -338,66 +284,15 @@ def _set_once(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _cut(sock: socket.socket | None, conn: BaseConnection | None) -> None:
-    """Break a session from any thread; nothing here blocks.
-
-    Shutting the socket down stops paramiko's transport thread (and a login in
-    progress); netmiko's read loops only poll ``recv_ready()``, which stays False on a
-    dead channel until their own timeouts (20 s and more), so its channel is cut too:
-    the next read or write raises at once.
-    """
-    if sock is not None:
-        with contextlib.suppress(OSError):  # not connected (yet, or any more)
-            sock.shutdown(socket.SHUT_RDWR)
-    channel = getattr(conn, "channel", None)
-    if channel is not None and hasattr(channel, "remote_conn"):
-        channel.remote_conn = None
-
-
-def _abort(job: _Job) -> None:
-    """Make a running job give up (from the event loop thread)."""
-    job.aborted = True
-    _cut(job.sock, job.conn)
-
-
 def _close(link: _Link, *, polite: bool) -> None:
     """Release a session (blocking). ``polite``: log out first, which may wait on the
     device (SmartAX confirms for up to 30 s) -- only where the wait is bounded from
     outside; otherwise the session is cut first and netmiko's logout fails at once."""
     if not polite:
-        _cut(link.sock, link.conn)
+        cut(link.sock, link.conn)
     with contextlib.suppress(Exception):  # already broken: nothing more to do
         link.conn.disconnect()  # also drops netmiko's log filter that holds the password
     link.sock.close()
-
-
-def _classify(exc: Exception, config: CliProbeConfig) -> tuple[str, str]:
-    """A worker's exception as a PollResult error code and a one-line detail."""
-    if isinstance(exc, NetmikoAuthenticationException):
-        how = "key_file" if config.password is None else "password"
-        return "auth", f"authentication failed for user {config.username!r} (check the {how})"
-    if isinstance(exc, ConnectionRefusedError):
-        return "socket", f"connection refused (is SSH enabled on port {config.port}?)"
-    if isinstance(exc, TimeoutError):
-        return "timeout", "TCP connect timed out"
-    if isinstance(exc, NetmikoTimeoutException):
-        cause = exc.__context__
-        text = str(cause if cause is not None else exc)
-        if isinstance(cause, paramiko.BadHostKeyException) or "known_hosts" in text:
-            return "hostkey", f"host key rejected (known_hosts {config.known_hosts}): {_line(text)}"
-        if "banner" in text.lower():
-            return "timeout", f"no SSH banner: {_line(text)}"
-        return "timeout", _line(text) or "SSH connection timed out"
-    if isinstance(exc, ReadTimeout):
-        return "timeout", f"no prompt after the command: {_line(str(exc))}"
-    if isinstance(exc, ReadException | OSError | EOFError | paramiko.SSHException | _Aborted):
-        return "socket", f"session failed: {type(exc).__name__}: {_line(str(exc))}"
-    log.warning("unexpected error in cli session", exc_info=exc)
-    return "socket", f"unexpected {type(exc).__name__}: {_line(str(exc))}"
-
-
-def _line(text: str) -> str:
-    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")[:200]
 
 
 if TYPE_CHECKING:

@@ -123,7 +123,7 @@ class SnmpPoller:
         self._engine_id: bytes | None = None
         if isinstance(credentials, SnmpV3):
             self._user = _user(credentials, device)
-            self._engine_id = _engine_id(credentials, device)
+            self._engine_id = engine_id(credentials, device)
         self._session: _Session | None = None
         self._last_exchange = 0.0  # time.monotonic() of the last answered request
         self._state: parse.DeviceState | None = None
@@ -322,7 +322,9 @@ def _user(cred: SnmpV3, device: str) -> User:
     return User(cred.user, auth_key=auth, priv_key=priv)
 
 
-def _engine_id(cred: SnmpV3, device: str) -> bytes | None:
+def engine_id(cred: SnmpV3, device: str) -> bytes | None:
+    """The configured SNMPv3 authoritative engine id as bytes (None: discover it);
+    a value that is not hex is a ProbeConfigError naming the device."""
     if cred.engine_id is None:
         return None
     text = cred.engine_id.removeprefix("0x").removeprefix("0X")

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from actions.dispatcher import build_payload
-from actions.executors.remediate import DeviceAccess, RemediationExecutor
+from actions.executors.remediate import ApplyRecord, DeviceAccess, RemediationExecutor
 from actions.policy import load_policy
 from actions.remediation_templates import BUILTIN, CliTemplate, Refused, bind, lines
 from actions.targets import RemediationTarget
@@ -84,6 +84,34 @@ def test_own_templates_join_the_allowlist() -> None:
 def test_bad_targets_say_what_is_wrong(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         target(**fields)
+
+
+def test_concurrency_and_repeat_after() -> None:
+    t = target(template="bounce_port")
+    assert t.concurrency == 4 and t.repeat_after is None
+    t = target(template="bounce_port", concurrency=1, repeat_after="1h")
+    assert t.concurrency == 1 and t.repeat_after == 3600.0
+    for bad in ({"concurrency": 0}, {"repeat_after": 0}, {"repeat_after": "soon"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            target(template="bounce_port", **bad)
+
+
+def test_apply_record_survives_a_reopen(tmp_path: Path) -> None:
+    plan_ = plan("Gi0/1")
+    rec = ApplyRecord(tmp_path)
+    assert rec.get("k") is None
+    rec.begin(plan_, "r1", ["interface Gi0/1", "shutdown"], 100.0)
+    rec.close()
+    rec = ApplyRecord(tmp_path)  # a restart
+    assert rec.get("k") == ("applying", "")
+    rec.end("k", "applied", "sent 2 command(s)", 101.0)
+    assert rec.get("k") == ("applied", "sent 2 command(s)")
+    assert rec.last_sent("r1", ["interface Gi0/1", "shutdown"]) == 100.0
+    assert rec.last_sent("r1", ["interface Gi0/2", "shutdown"]) is None
+    rec.forget("k")
+    assert rec.get("k") is None and rec.last_sent("r1", ["interface Gi0/1", "shutdown"]) is None
+    rec.close()
+    assert (tmp_path / "remediation.db").exists()
 
 
 def test_policy_file_names_the_line_of_a_bad_template(tmp_path: Path) -> None:
