@@ -21,7 +21,7 @@ from actions.executors.remediate import DeviceAccess
 from actions.journal import Journal
 from actions.types import ActionResult, ExecutorContext
 from collector import roles
-from collector.bus import Batch
+from collector.bus import Batch, CounterTable
 from collector.config import RootConfig, Settings
 from collector.metrics import Metrics
 from collector.resolver import ConfigResolver
@@ -63,6 +63,7 @@ class Daemon:
         self.plan = roles.plan(self.cfg.cluster)
         self.bus = self.plan.bus
         roles.register_metrics(self.bus, self.metrics.registry)
+        roles.deliver_counters(self.bus, self._on_counters)  # core: tables from pollers
         state = Path(self.cfg.daemon.state_dir)
         state.mkdir(parents=True, exist_ok=True)
         self.store = IncidentStore(state / "incidents.db")
@@ -266,18 +267,21 @@ class Daemon:
                          reachable=result.error not in ("timeout", "socket"))
         if result.observations:
             await self.bus.publish(result.observations)
-        if result.counters is not None and self.plan.correlates:
-            self._on_counters(result)
+        if result.counters is not None:
+            table = CounterTable(result.device, result.ts, result.counters)
+            if self.plan.correlates:
+                self._on_counters(table)
+            else:  # a poller: the table goes to the core over the bus
+                await roles.publish_counters(self.bus, table)
 
-    def _on_counters(self, result: PollResult) -> None:
-        """An interface table (SNMP) to the detectors: rates, utilization, errors. Only
-        in-process: with role ``poller`` counters stay on the poller (see README)."""
-        assert result.counters is not None
+    def _on_counters(self, table: CounterTable) -> None:
+        """An interface table (SNMP) to the detectors: rates, utilization, errors. From
+        this process's polls, or (role ``core``) from a poller over the bus."""
         try:
-            events = self.correlator.observe_counters(result.device, result.counters, result.ts)
+            events = self.correlator.observe_counters(table.device, table.counters, table.ts)
         except Exception:  # one bad table must not take the NOC's eyes out
             self.metrics.internal_errors.labels("correlator").inc()
-            log.exception("correlator failed on the counters of %s; skipped", result.device)
+            log.exception("correlator failed on the counters of %s; skipped", table.device)
             return
         self._handle(events)
 
@@ -312,7 +316,13 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await self.stopping.wait()
-            self._handle(self.correlator.tick())
+            try:
+                events = self.correlator.tick()
+            except Exception:  # a bug in one tick must not take the NOC's eyes out
+                self.metrics.internal_errors.labels("correlator").inc()
+                log.exception("correlator tick failed; trying again in a second")
+                continue
+            self._handle(events)
 
     def _down_share(self) -> float:
         """The share of polled devices that stopped answering (blast-radius guardrail)."""
