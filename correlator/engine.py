@@ -129,7 +129,8 @@ class Correlator(ConditionIncidents):
         ``detection``: the detectors' thresholds; ``state_hold_down``: how long a BGP
         session or an ONT must stay down before its incident opens (default
         ``hold_down``); ``condition_recheck``: after a restart, seconds within which a
-        detector must raise an open condition again, else its incident resolves."""
+        detector must raise an open condition again (a baseline kind: have a sample of
+        it), else its incident resolves."""
         self._inventory = inventory
         self._analyser = Analyser(inventory)  # root causes and impacts, incrementally
         self._analysis = Analysis()  # the latest one
@@ -174,6 +175,7 @@ class Correlator(ConditionIncidents):
             if inc.planned and inc.planned_until is not None:
                 self._next_plan_check = min(self._next_plan_check, inc.planned_until)
             self._restore_condition(inc, now)
+        self._start_conditions()  # the state watch's store; devices no longer there
 
     @property
     def inventory(self) -> Inventory:
@@ -181,13 +183,15 @@ class Correlator(ConditionIncidents):
 
     @inventory.setter
     def inventory(self, inv: Inventory) -> None:
-        """A new inventory (reload): every part that looks things up in it gets it."""
+        """A new inventory (reload): every part that looks things up in it gets it; the
+        state of devices it no longer has goes (``_drop_removed``)."""
         self._inventory = inv
         self.judge.inventory = inv
         self.maintenance.inventory = inv
         self.detectors.inventory = inv
         self.watch.inventory = inv
         self._analyser = Analyser(inv)
+        self._drop_removed()
 
     def _seed(self, key: str) -> None:
         """Restore fault state from a persisted incident until observations say otherwise."""
@@ -268,6 +272,7 @@ class Correlator(ConditionIncidents):
             self._next_prune = now + _PRUNE_EVERY
             self.store.prune_hits(now - self.churn.window_days * 86_400.0)
             self._repeats_ended(now, events)
+        again |= self._tick_conditions(events)
         if again:
             events.extend(self._reconcile([]))
         if self.watch.pending:
