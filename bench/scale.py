@@ -50,6 +50,7 @@ import gc
 import json
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -134,8 +135,7 @@ def generate(base: Path, *, subscribers: int, ports: int, per_agg: int, seed: in
                     "cpe_mac", "monthly_revenue", "sla_tier", "contract_end", "churn_risk",
                     "email", "phone", "consent_email", "consent_sms"])
         for i in order:
-            pon = i * pon_ports // subscribers
-            o, p = divmod(pon, PON)
+            o, p = divmod(i * pon_ports // subscribers, PON)  # OLT, PON port
             if p % SPLIT_EVERY == SPLIT_EVERY - 1:
                 device, port = f"spl-{olt_name(o)}-{p + 1}", "out1" if i % 2 else "out2"
             else:
@@ -273,13 +273,17 @@ def measure(base: Path, args: argparse.Namespace, meta: dict[str, Any]) -> None:
     if reload_fn is not None and not args.skip_reload:
         del inv
         gc.collect()
-        print("4. reload_inventory (in a thread, the old inventory still loaded)")
+        print("4. reload_inventory (off the event loop, the old inventory still loaded)")
         old = load_inventory([base / "inventory.yaml"])
         lag, took = asyncio.run(_reload(reload_fn, base))
         report("reload_inventory wall time", took, "s", "", None)
         report("longest event-loop stall during the reload", lag * 1e3, "ms", "", None)
         report("peak resident memory (VmHWM, both loaded)", vm("VmHWM") / 2**20, "MiB", "",
                None)
+        # a large reload is loaded by another process (then its own CSV reader): the
+        # largest of the processes this one waited for
+        report("  peak resident memory of a loading child process (ru_maxrss)",
+               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**10, "MiB", "", None)
         del old
 
 

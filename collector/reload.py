@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from actions.dispatcher import Dispatcher, build_executors
 from actions.types import Executor
 from collector.config import Settings, load_config
 from collector.scheduler import PollJob
+from correlator.inventory import off_the_loop
 from probes.source import SourceError
 
 if TYPE_CHECKING:
@@ -31,7 +33,7 @@ async def reload(daemon: Daemon) -> bool:
     path = daemon.settings.path
     log.info("reloading %s", path)
     try:
-        new: Settings = await asyncio.to_thread(load_config, path)
+        new: Settings = await asyncio.to_thread(_load_off_loop, path)
     except SourceError as exc:
         for problem in exc.problems:
             log.error("reload rejected: %s", problem)
@@ -50,6 +52,13 @@ async def reload(daemon: Daemon) -> bool:
     daemon.metrics.reload_ok.set(1)
     daemon.metrics.reload_time.set_to_current_time()
     return True
+
+
+def _load_off_loop(path: str | os.PathLike[str]) -> Settings:
+    """``load_config`` in a worker thread; a large inventory is loaded by another process
+    (see ``reload_inventory``), so that the GIL stays free for the event loop."""
+    with off_the_loop():
+        return load_config(path)
 
 
 def apply(daemon: Daemon, new: Settings) -> None:

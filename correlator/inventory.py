@@ -11,9 +11,13 @@ and impact sums are taken from per-port totals. A million subscribers load in se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import operator
 import os
+import pickle
+import sys
+import threading
 from array import array
 from bisect import bisect_left
 from collections import Counter, defaultdict
@@ -26,7 +30,8 @@ from typing import Annotated, Any, NamedTuple
 import yaml
 from pydantic import BeforeValidator, Field, ValidationError
 
-from correlator.subscriber_csv import Worker, load_csv
+from correlator.subscriber_csv import Worker, load_csv, python_child
+from correlator.subscriber_index import Index, ints_from
 from correlator.subscriber_index import merge as merge_index
 from correlator.subscribers import (
     CSV_COLUMNS,
@@ -52,6 +57,12 @@ PASSIVE = "passive"
 
 _Sums = dict[int, tuple[int, int]]  # tier number -> (subscribers, revenue units)
 WORKER_EARLY_FROM = 256 << 10  # bytes of YAML: a topology this large has a large CSV too
+RELOAD_CHILD_FROM = 64 << 10  # bytes (any file): reload_inventory loads in another process
+_ID_CHUNK = 1 << 16  # ids split at a time when an inventory comes from another process
+# the columns of a SubscriberTable sent as packed text, and as arrays (same typecodes)
+_TEXT_COLUMNS = ("account", "name", "onu_id", "modem_mac", "cpe_mac", "email", "phone")
+_ARRAY_COLUMNS = ("device_of", "port_of", "revenue", "units", "tier", "contract_end", "churn",
+                  "plan")
 
 
 def _parent(value: Any) -> Any:
@@ -103,6 +114,15 @@ class Totals(NamedTuple):
     subscribers: tuple[str, ...]
     revenue_by_tier: dict[str, float]
     subscribers_by_tier: dict[str, int]
+
+
+class ChurnInputs(NamedTuple):
+    """Parallel lists: subscriber ids, their churn risk and contract end (a date ordinal;
+    0: none)."""
+
+    ids: Sequence[str]
+    churn_risk: list[float]
+    contract_end: list[int]
 
 
 class _Subscribers(Mapping[str, SubscriberRecord]):
@@ -214,7 +234,8 @@ class Inventory:
         inv._build(devices, table)
         return inv
 
-    def _build(self, devices: Mapping[str, Device], table: SubscriberTable) -> None:
+    def _build(self, devices: Mapping[str, Device], table: SubscriberTable,
+               index: Index | None = None) -> None:
         self.devices = dict(devices)
         self.children: dict[str, list[tuple[str, ParentLink]]] = defaultdict(list)
         # (device, port) -> the devices at the far end of the link on that port, to tell
@@ -232,7 +253,8 @@ class Inventory:
         # rank: position in id order. Lookups by id bisect the sorted ids; impacts list
         # subscribers sorted, which ranks turn into a sort of integers. By device: a
         # device's subscribers, their tiers and revenue are slices.
-        index = merge_index(table, table.parts)
+        if index is None:
+            index = merge_index(table, table.parts)
         self._order = index.order  # rank -> row
         self._sorted_ids = index.sorted_ids
         self._dev_ranks = index.dev_ranks
@@ -248,6 +270,47 @@ class Inventory:
         self.subscribers: Mapping[str, SubscriberRecord] = _Subscribers(self)
         self.by_port: Mapping[tuple[str, str], list[str]] = _ByPort(self)
         self.by_device: Mapping[str, list[str]] = _ByDevice(self)
+
+    def _pack(self) -> dict[str, Any] | None:
+        """The inventory as a few large strings, byte strings and small objects, for the
+        process that asked for it (see ``reload_inventory``); None if an id holds a line
+        break."""
+        ids = self._sorted_ids
+        chunks = ["\n".join(ids[i:i + _ID_CHUNK]) for i in range(0, len(ids), _ID_CHUNK)]
+        if sum(c.count("\n") for c in chunks) != len(ids) - len(chunks):
+            return None
+        table = self._table
+        text = {name: [(packed, ends.tobytes()) for packed, ends in getattr(table, name).runs()]
+                for name in _TEXT_COLUMNS}
+        return {
+            "devices": self.devices, "ids": chunks, "order": self._order.tobytes(),
+            "dev_ranks": self._dev_ranks.tobytes(), "dev_range": self._dev_range,
+            "dev_tiers": self._dev_tiers, "dev_units": self._dev_units.tobytes(),
+            "text": text, "arrays": {k: getattr(table, k).tobytes() for k in _ARRAY_COLUMNS},
+            "names": (table.devices, table.ports, table.tiers), "consent": bytes(table.consent),
+        }
+
+    @classmethod
+    def _unpack(cls, got: dict[str, Any]) -> Inventory:
+        """An inventory from ``_pack``: no per-subscriber work but splitting the ids, a
+        chunk at a time (another thread gets the GIL in between)."""
+        table = SubscriberTable()
+        for name, runs in got["text"].items():
+            for packed, ends in runs:
+                getattr(table, name).extend_packed(packed, ints_from(ends, "q"))
+        for name, data in got["arrays"].items():
+            getattr(table, name).frombytes(data)
+        table.devices, table.ports, table.tiers = got["names"]
+        table.consent = bytearray(got["consent"])
+        ids: list[str] = []
+        for chunk in got["ids"]:
+            ids.extend(chunk.split("\n"))
+        index = Index(ints_from(got["order"]), array("i"), tuple(ids),
+                      ints_from(got["dev_ranks"]), got["dev_range"], got["dev_tiers"],
+                      ints_from(got["dev_units"], "q"))
+        inv = cls.__new__(cls)
+        inv._build(got["devices"], table, index)
+        return inv
 
     def _device_ranks(self, device: str) -> array[int]:
         """The ranks of a device's subscribers (ascending runs, one per part read)."""
@@ -293,6 +356,22 @@ class Inventory:
     @property
     def roots(self) -> list[str]:
         return list(self._roots)
+
+    def churn_inputs(self, subscriber_ids: Sequence[str]) -> ChurnInputs:
+        """The churn risk and contract end of many subscribers at once (C loops: an
+        incident's judgement reads them for every subscriber it hits); ids not in the
+        inventory are left out, the others keep their order."""
+        found, n = self._sorted_ids, len(self._sorted_ids)
+        ranks = list(map(bisect_left, repeat(found), subscriber_ids))
+        ids: Sequence[str] = subscriber_ids
+        if n == 0 or not all(map(operator.eq, map(found.__getitem__, map(
+                min, ranks, repeat(n - 1))), subscriber_ids)):
+            keep = [r < n and found[r] == s for r, s in zip(ranks, subscriber_ids, strict=True)]
+            ids, ranks = list(compress(subscriber_ids, keep)), list(compress(ranks, keep))
+        table = self._table
+        rows = list(map(self._order.__getitem__, ranks))
+        return ChurnInputs(ids, list(map(table.churn.__getitem__, rows)),
+                           list(map(table.contract_end.__getitem__, rows)))
 
     @property
     def sla_tiers(self) -> set[str]:
@@ -361,11 +440,33 @@ def _sums(tiers: Sequence[int], units: Sequence[int]) -> _Sums:
 # --- loading ---------------------------------------------------------------------------
 
 
+_thread = threading.local()  # .off_loop: load_inventory here as reload_inventory does
+
+
+@contextlib.contextmanager
+def off_the_loop() -> Iterator[None]:
+    """Within it, ``load_inventory`` in this thread works as ``reload_inventory``: for
+    code that loads the inventory in a worker thread through other code (the daemon's
+    reload: ``collector.config.load_config``)."""
+    before = getattr(_thread, "off_loop", False)
+    _thread.off_loop = True
+    try:
+        yield
+    finally:
+        _thread.off_loop = before
+
+
 def load_inventory(paths: Iterable[str | os.PathLike[str]]) -> Inventory:
     """Load and check inventory files; any problem in any file → SourceError listing all.
 
     A large CSV file is read by two processes (see ``subscriber_csv``). The cyclic garbage
     collector is off meanwhile (for the whole process: also in a ``reload_inventory``)."""
+    if getattr(_thread, "off_loop", False):
+        return _reload(list(paths))
+    return _load_here(paths)
+
+
+def _load_here(paths: Iterable[str | os.PathLike[str]]) -> Inventory:
     # a million subscribers are a few million objects, none of them in a reference cycle:
     # the cyclic collector would walk them again and again while they are created
     collecting = gc.isenabled()
@@ -457,9 +558,12 @@ def _load_with(paths: list[str | os.PathLike[str]], worker: Worker | None) -> In
 
 
 async def reload_inventory(paths: Iterable[str | os.PathLike[str]]) -> Inventory:
-    """Load and check the inventory in a worker thread, so the event loop keeps running
-    (slower, while the thread holds the GIL, but it does not stop). Raises SourceError
-    like ``load_inventory``; then nothing is to change.
+    """Load and check the inventory off the event loop, so that it keeps running. Raises
+    SourceError like ``load_inventory``; then nothing is to change. A large inventory (a
+    file of ``RELOAD_CHILD_FROM`` bytes or more) is loaded by another Python process and
+    handed back packed (text columns as one string each, numbers as arrays): a worker
+    thread here only unpacks it, holding the GIL for a few short spells; a small one is
+    loaded in that thread (also if the other process cannot do it).
 
     Swapping it in: an ``Inventory`` is immutable, so the new one is handed over whole,
     in one synchronous step on the event loop between two ``Correlator.observe`` calls
@@ -469,7 +573,61 @@ async def reload_inventory(paths: Iterable[str | os.PathLike[str]]) -> Inventory
     changes. Both inventories are resident until the old one is dropped.
     """
     paths = list(paths)
-    return await asyncio.to_thread(load_inventory, paths)
+    return await asyncio.to_thread(_reload, paths)
+
+
+def _reload(paths: list[str | os.PathLike[str]]) -> Inventory:
+    """A large inventory is loaded in another process: most of the load is pure Python
+    (the GIL) and some single calls (sorting a million ids) take half a second, which this
+    thread would hold the event loop up for. Here it only unpacks the result."""
+    if any(_size(p) >= RELOAD_CHILD_FROM for p in paths):
+        inv = _load_in_child(paths)
+        if inv is not None:
+            return inv
+    return _load_here(paths)
+
+
+def _load_in_child(paths: list[str | os.PathLike[str]]) -> Inventory | None:
+    """``load_inventory`` in another process (SourceError as it raises it); None: that
+    process could not do it (it could not start, died, or the ids cannot be packed)."""
+    proc = python_child(__name__, "_child_main")
+    if proc is None:
+        return None
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        with proc.stdin:
+            proc.stdin.write(pickle.dumps([os.fspath(p) for p in paths]))
+        with proc.stdout:  # read as it comes: no copy of it all, the GIL let go between reads
+            got = pickle.load(proc.stdout)
+    except (OSError, EOFError, ValueError, pickle.UnpicklingError):
+        proc.kill()
+        got = None
+    if proc.wait() != 0 or not isinstance(got, tuple) or len(got) != 2:
+        return None
+    kind, data = got
+    if kind == "problems":
+        raise SourceError(data)
+    if kind != "inventory" or data is None:
+        return None
+    collecting = gc.isenabled()
+    gc.disable()  # as in load_inventory
+    try:
+        return Inventory._unpack(data)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _child_main() -> None:
+    """The entry point of ``_load_in_child``'s process: paths on stdin, the inventory
+    (``Inventory._pack``) or the problems found on stdout."""
+    paths = pickle.loads(sys.stdin.buffer.read())
+    try:
+        out: tuple[str, Any] = ("inventory", _load_here(paths)._pack())
+    except SourceError as exc:
+        out = ("problems", exc.problems)
+    sys.stdout.buffer.write(pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
+    sys.stdout.buffer.flush()
 
 
 def _read_yaml(path: str | os.PathLike[str]) -> Located:

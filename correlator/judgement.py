@@ -7,8 +7,11 @@ observation -- and its cost is proportional to the subscribers *that incident* h
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Collection
 from dataclasses import replace
+from functools import reduce
+from itertools import compress, repeat
 
 from correlator.config import ChurnConfig, PriorityConfig
 from correlator.incidents import Impact, Incident, TimelineEntry
@@ -95,21 +98,21 @@ class Judge:
                                      exclude=tuple(exclude)) if subs else {}
         today = dt.datetime.fromtimestamp(now, dt.UTC).date()
         last = today + dt.timedelta(days=self.priority.renewal_window_days)
-        near: list[str] = []
-        repeat: list[str] = []
-        churn = 0.0
-        for sid in subs:
-            sub = self.inventory.subscribers.get(sid)
-            if sub is None:
-                continue  # gone from a reloaded inventory
-            n = hits.get(sid, 0)
-            if n >= self.churn.repeat_threshold:
-                repeat.append(sid)
-            churn += effective_churn(sub.churn_risk, n, threshold=self.churn.repeat_threshold,
-                                     step=self.churn.step)
-            if sub.contract_end is not None and today <= sub.contract_end <= last:
-                near.append(sid)
-        imp = replace(imp, contracts_near_renewal=tuple(near), repeat_subscribers=tuple(repeat))
+        # column by column (an outage can hit a hundred thousand subscribers); those gone
+        # from a reloaded inventory are left out
+        known = self.inventory.churn_inputs(subs)
+        counts = list(map(hits.get, known.ids, repeat(0)))
+        threshold = self.churn.repeat_threshold
+        again = list(map(operator.le, repeat(threshold), counts))  # hit threshold times
+        risks = known.churn_risk  # effective_churn is the risk itself below the threshold
+        for i in compress(range(len(counts)), again):
+            risks[i] = effective_churn(risks[i], counts[i], threshold=threshold,
+                                       step=self.churn.step)
+        churn = reduce(operator.add, risks, 0.0)  # in order, as a loop adds
+        first, end = today.toordinal(), last.toordinal()  # contract ends are ordinals
+        near = tuple(compress(known.ids, [first <= e <= end for e in known.contract_end]))
+        imp = replace(imp, contracts_near_renewal=near,
+                      repeat_subscribers=tuple(compress(known.ids, again)))
         p = score(PriorityInputs(
             severity=inc.severity, revenue_at_risk=imp.revenue_at_risk,
             subscribers_by_tier=imp.subscribers_by_tier, churn_risk=churn,

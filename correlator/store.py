@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +33,12 @@ CREATE TABLE IF NOT EXISTS subscriber_hits (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS subscriber_hits_incident ON subscriber_hits(incident);
 CREATE INDEX IF NOT EXISTS subscriber_hits_ts ON subscriber_hits(ts);
+-- an incident's subscriber list as a JSON array: incidents.data leaves it out (from this
+-- version on), so that a large outage's list is written when it changes, not on every save
+CREATE TABLE IF NOT EXISTS incident_subscribers (
+    incident TEXT PRIMARY KEY,
+    ids TEXT NOT NULL
+);
 -- ad-hoc silences (maintenance created at run time); data is the silence as JSON
 CREATE TABLE IF NOT EXISTS silences (
     id TEXT PRIMARY KEY,
@@ -41,9 +48,6 @@ CREATE TABLE IF NOT EXISTS silences (
 );
 """
 
-_CHUNK = 500  # subscriber ids per IN (...) query, well under SQLite's variable limit
-
-
 class IncidentStore:
     """A tiny synchronous store: writes are few (one per incident change) and small."""
 
@@ -51,6 +55,8 @@ class IncidentStore:
         self.path = str(path)
         self._db = open_state_db(self.path, _SCHEMA, what="incident store",
                                  error=StateStoreError)
+        # open incident id -> the subscriber list last written for it by this store
+        self._written: dict[str, tuple[str, ...]] = {}
 
     def next_id(self) -> str:
         with self._db:
@@ -62,30 +68,54 @@ class IncidentStore:
         return f"INC-{int(row[0]):06d}"
 
     def save(self, inc: Incident) -> None:
+        """Write an incident (its subscriber list only if this store has not written that
+        list for it already), in one transaction."""
+        data = inc.to_dict()
+        subscribers = inc.impact.subscribers
+        del data["impact"]["subscribers"]
+        written = self._written.get(inc.id)
         try:
-            self._db.execute(
-                "INSERT INTO incidents(id, root, state, opened_at, resolved_at, data) "
-                "VALUES(?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET state=excluded.state, "
-                "resolved_at=excluded.resolved_at, data=excluded.data",
-                (inc.id, inc.root, inc.state, inc.opened_at, inc.resolved_at, inc.to_json()),
-            )
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                if written is None or (written is not subscribers and written != subscribers):
+                    self._db.execute(
+                        "INSERT INTO incident_subscribers(incident, ids) VALUES(?,?) "
+                        "ON CONFLICT(incident) DO UPDATE SET ids=excluded.ids",
+                        (inc.id, json.dumps(list(subscribers))),
+                    )
+                self._db.execute(
+                    "INSERT INTO incidents(id, root, state, opened_at, resolved_at, data) "
+                    "VALUES(?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET state=excluded.state, "
+                    "resolved_at=excluded.resolved_at, data=excluded.data",
+                    (inc.id, inc.root, inc.state, inc.opened_at, inc.resolved_at,
+                     json.dumps(data, sort_keys=True)),
+                )
         except sqlite3.Error as exc:
+            self._written.pop(inc.id, None)
             raise StateStoreError(f"cannot write incident {inc.id} to {self.path}: {exc}") from exc
+        if inc.state == "open":
+            self._written[inc.id] = subscribers
+        else:
+            self._written.pop(inc.id, None)
 
     def open_incidents(self) -> list[Incident]:
-        return self._query("SELECT data FROM incidents WHERE state='open' ORDER BY opened_at")
+        return self._query("SELECT data, ids FROM incidents LEFT JOIN incident_subscribers "
+                           "ON incident = id WHERE state='open' ORDER BY opened_at")
 
     def get(self, incident_id: str) -> Incident | None:
-        rows = self._query("SELECT data FROM incidents WHERE id=?", (incident_id,))
+        rows = self._query("SELECT data, ids FROM incidents LEFT JOIN incident_subscribers "
+                           "ON incident = id WHERE id=?", (incident_id,))
         return rows[0] if rows else None
 
     def closed_since(self, since: float) -> list[Incident]:
         """Incidents that ended (resolved or merged) at or after ``since``, oldest first."""
-        return self._query("SELECT data FROM incidents WHERE state != 'open' AND "
-                           "resolved_at >= ? ORDER BY resolved_at", (since,))
+        return self._query("SELECT data, ids FROM incidents LEFT JOIN incident_subscribers "
+                           "ON incident = id WHERE state != 'open' AND resolved_at >= ? "
+                           "ORDER BY resolved_at", (since,))
 
     def recent(self, limit: int = 100) -> list[Incident]:
-        return self._query("SELECT data FROM incidents ORDER BY opened_at DESC LIMIT ?", (limit,))
+        return self._query("SELECT data, ids FROM incidents LEFT JOIN incident_subscribers "
+                           "ON incident = id ORDER BY opened_at DESC LIMIT ?", (limit,))
 
     def query(
         self,
@@ -107,7 +137,7 @@ class IncidentStore:
             if value is not None:
                 where.append(f"json_extract(data, '$.{name}') = ?")
                 args.append(value)
-        sql = "SELECT data FROM incidents"
+        sql = "SELECT data, ids FROM incidents LEFT JOIN incident_subscribers ON incident = id"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY opened_at DESC, id DESC LIMIT ?"
@@ -127,9 +157,12 @@ class IncidentStore:
         try:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO subscriber_hits(subscriber, incident, ts) VALUES(?,?,?)",
-                    ((s, incident_id, ts) for s in subscribers),
+                # one statement over a JSON array: SQLite loops, not Python (an outage can
+                # hit a hundred thousand subscribers)
+                self._db.execute(
+                    "INSERT OR IGNORE INTO subscriber_hits(subscriber, incident, ts) "
+                    "SELECT value, ?, ? FROM json_each(?)",
+                    (incident_id, ts, json.dumps(list(subscribers))),
                 )
         except sqlite3.Error as exc:
             raise StateStoreError(
@@ -141,20 +174,18 @@ class IncidentStore:
     ) -> dict[str, int]:
         """How many incidents (not in ``exclude``) hit each of ``subscribers`` at or after
         ``since``; subscribers with none are left out."""
-        out: dict[str, int] = {}
+        if not subscribers:
+            return {}
         skip = f" AND incident NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
         try:
-            for i in range(0, len(subscribers), _CHUNK):
-                part = subscribers[i:i + _CHUNK]
-                rows = self._db.execute(
-                    "SELECT subscriber, COUNT(*) FROM subscriber_hits WHERE subscriber IN "
-                    f"({','.join('?' * len(part))}) AND ts >= ?{skip} GROUP BY subscriber",
-                    (*part, since, *exclude),
-                )
-                out.update((str(r[0]), int(r[1])) for r in rows)
+            rows = self._db.execute(
+                "SELECT subscriber, COUNT(*) FROM subscriber_hits WHERE subscriber IN "
+                f"(SELECT value FROM json_each(?)) AND ts >= ?{skip} GROUP BY subscriber",
+                (json.dumps(list(subscribers)), since, *exclude),
+            )
+            return {str(r[0]): int(r[1]) for r in rows}
         except sqlite3.Error as exc:
             raise StateStoreError(f"cannot read subscriber history in {self.path}: {exc}") from exc
-        return out
 
     def incidents_hitting(self, subscriber: str, *, since: float) -> list[str]:
         """Ids of the incidents that hit ``subscriber`` at or after ``since``, oldest first."""
@@ -221,9 +252,15 @@ class IncidentStore:
         return [str(r[0]) for r in rows]
 
     def _query(self, sql: str, args: tuple[object, ...] = ()) -> list[Incident]:
-        import json
-
-        return [Incident.from_dict(json.loads(r[0])) for r in self._db.execute(sql, args)]
+        """Incidents from rows of (data, ids): the subscriber list is in ``ids``, or in
+        ``data`` as older versions wrote it."""
+        out = []
+        for data, ids in self._db.execute(sql, args):
+            d = json.loads(data)
+            if ids is not None and "subscribers" not in d.get("impact", {}):
+                d.setdefault("impact", {})["subscribers"] = json.loads(ids)
+            out.append(Incident.from_dict(d))
+        return out
 
     def close(self) -> None:
         self._db.close()

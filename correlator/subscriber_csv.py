@@ -289,6 +289,17 @@ _PACKED = ("account", "name", "onu_id", "modem_mac", "cpe_mac", "email", "phone"
 _ARRAYS = ("revenue", "units", "contract_end", "churn", "plan")  # same typecodes both sides
 
 
+def python_child(module: str, function: str) -> subprocess.Popen[bytes] | None:
+    """A Python process running ``module.function()`` (with this process's import path),
+    its stdin and stdout piped; None if it cannot start."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    try:
+        return subprocess.Popen([sys.executable, "-c", f"import {module} as m; m.{function}()"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    except OSError:
+        return None
+
+
 class Worker:
     """A second Python process that reads bytes ``start`` to ``end`` of a CSV file (its
     part, sent on its stdin) and sends its columns back, pickled, on its stdout. It takes
@@ -296,14 +307,8 @@ class Worker:
     a large topology, so that it is ready when the subscribers' file comes."""
 
     def __init__(self) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         self.busy = False
-        try:
-            self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-                [sys.executable, "-c", f"import {__name__} as m; m._main()"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        except OSError:
-            self.proc = None
+        self.proc = python_child(__name__, "_main")
 
     def start(self, file: str, header: list[str], start: int, end: int) -> None:
         self.busy = True

@@ -20,7 +20,7 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import accumulate, repeat
+from itertools import accumulate, islice, repeat
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import Field
@@ -173,11 +173,34 @@ class TextColumn:
         self._len += len(ends)
 
     def packed(self) -> tuple[str, array[int]]:
-        """All rows, packed."""
-        texts = self._parts[0] if len(self._parts) == 1 else [
-            self[row] for row in range(self._len)]
-        assert not isinstance(texts, _Packed)
-        return "".join(texts), array("q", accumulate(map(len, texts)))
+        """All rows, packed (part by part)."""
+        texts: list[str] = []
+        ends: array[int] = array("q")
+        at = 0
+        for part in self._parts:
+            if isinstance(part, _Packed):
+                if not part.ends:
+                    continue
+                text = part.text[:part.ends[-1]]
+                ends.extend(map(operator.add, part.ends, repeat(at)) if at else part.ends)
+            else:
+                text = "".join(part)
+                ends.extend(islice(accumulate(map(len, part), initial=at), 1, None))
+            texts.append(text)
+            at += len(text)
+        return "".join(texts), ends
+
+    def runs(self) -> list[tuple[str, array[int]]]:
+        """All rows as packed runs (``extend_packed`` takes them), one per part: a part
+        that came packed is handed out as it is."""
+        out: list[tuple[str, array[int]]] = []
+        for part in self._parts:
+            if isinstance(part, _Packed):
+                if part.ends:
+                    out.append((part.text, part.ends))
+            elif part:
+                out.append(("".join(part), array("q", accumulate(map(len, part)))))
+        return out
 
     def freeze(self) -> None:
         """No more rows: lists become tuples, which the garbage collector stops looking

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from correlator import subscriber_csv
+from correlator import inventory, subscriber_csv
 from correlator.incidents import compute_impact
 from correlator.inventory import (
     Device,
@@ -142,15 +142,15 @@ def csv_files(draw: st.DrawFn) -> str:
     out = io.StringIO()
     w = csv.writer(out, lineterminator=draw(st.sampled_from(["\n", "\r\n"])))
     w.writerow(header)
-    for row in rows:
+    for fields in rows:
         shape = draw(st.sampled_from(["ok"] * 8 + ["short", "long", "blank"]))
-        if shape == "short" and len(row) > 1:
-            row = row[:-1]
+        if shape == "short" and len(fields) > 1:
+            fields = fields[:-1]
         elif shape == "long":
-            row = [*row, "extra"]
+            fields = [*fields, "extra"]
         elif shape == "blank":
             out.write("\n")
-        w.writerow(row)
+        w.writerow(fields)
     return out.getvalue()
 
 
@@ -488,3 +488,82 @@ def test_a_file_that_cannot_be_read_stops_the_worker(tmp_path: Path,
     (problem,) = load_csv(path, SubscriberTable())
     assert str(problem).startswith(f"{path}: cannot read: 'utf-8' codec can't decode")
     assert len(workers) == 1 and workers[0].proc is None  # stopped and waited for
+
+
+def loads_in_child(monkeypatch: pytest.MonkeyPatch) -> list[Inventory | None]:
+    """Reloads of any size go to another process; the list: what each such load gave."""
+    monkeypatch.setattr(inventory, "RELOAD_CHILD_FROM", 0)
+    children: list[Inventory | None] = []
+    in_child = inventory._load_in_child
+
+    def spy(paths: list[Any]) -> Inventory | None:
+        children.append(in_child(paths))
+        return children[-1]
+
+    monkeypatch.setattr(inventory, "_load_in_child", spy)
+    return children
+
+
+def test_a_large_reload_is_loaded_in_another_process(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    big_file(tmp_path / "subs.csv", 3_000, {})
+    with (tmp_path / "subs.csv").open("a", newline="") as fh:  # text of every kind
+        csv.writer(fh).writerow(["S-zz", "A-\"q\"\nnext line, ü", "olt1", "pon0/1", "5",
+                                 "", "", "", "", ""])
+    inv_file = tmp_path / "inv.yaml"
+    devices = "".join(f"  olt{i}: {{}}\n" for i in range(7))
+    inv_file.write_text(
+        f"devices:\n{devices}subscribers:\n"
+        "  - {id: S-a, device: olt3, port: y, monthly_revenue: 1, sla_tier: gold,"
+        " name: 'Zoë', plan_mbps: 300, contract_end: 2027-02-01}\n"
+        "subscriber_files: [subs.csv]\n")
+    children = loads_in_child(monkeypatch)
+    want = load_inventory([inv_file])
+    got = asyncio.run(reload_inventory([inv_file]))
+    assert children and children[-1] is got  # not loaded again here
+    assert list(got.subscribers) == list(want.subscribers)
+    assert [got.subscribers[s].subscriber() for s in got.subscribers] == \
+        [want.subscribers[s].subscriber() for s in want.subscribers]
+    assert got.subscribers["S-zz"].account == "A-\"q\"\nnext line, ü"
+    assert dict(got.by_device) == dict(want.by_device)
+    assert dict(got.by_port) == dict(want.by_port)
+    assert got.devices == want.devices and got.sla_tiers == want.sla_tiers
+    assert got.totals_on(list(want.by_device)) == want.totals(list(want.subscribers))
+    assert got.churn_inputs(["S-a", "nobody", "S-000004"]) == \
+        want.churn_inputs(["S-a", "nobody", "S-000004"])
+
+    # problems come back as the child found them
+    text = (tmp_path / "subs.csv").read_text().replace(",olt4,", ",olt44,", 1)
+    (tmp_path / "subs.csv").write_text(text)
+    with pytest.raises(SourceError) as in_thread:
+        load_inventory([inv_file])
+    with pytest.raises(SourceError) as err:
+        asyncio.run(reload_inventory([inv_file]))
+    assert "unknown device" in str(err.value) and str(err.value) == str(in_thread.value)
+
+    # an id with a line break cannot be packed: loaded here instead
+    inv_file.write_text(inv_file.read_text().replace("id: S-a,", 'id: "S-a\\nb",')
+                        .replace("subscriber_files: [subs.csv]\n", ""))
+    again = asyncio.run(reload_inventory([inv_file]))
+    assert children[-1] is None and list(again.subscribers) == ["S-a\nb"]
+
+
+def test_off_the_loop_makes_load_inventory_load_as_a_reload(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon's reload loads the inventory through load_config: within off_the_loop,
+    a large one is loaded in another process there too (and only there)."""
+    big_file(tmp_path / "subs.csv", 500, {})
+    inv_file = tmp_path / "inv.yaml"
+    devices = "".join(f"  olt{i}: {{}}\n" for i in range(7))
+    inv_file.write_text(f"devices:\n{devices}subscriber_files: [subs.csv]\n")
+    children = loads_in_child(monkeypatch)
+    here = load_inventory([inv_file])
+    assert children == []
+    with inventory.off_the_loop():
+        there = load_inventory([inv_file])
+    assert children == [there]
+    assert list(there.subscribers) == list(here.subscribers)
+    assert [there.subscribers[s] for s in list(here.subscribers)[::7]] == \
+        [here.subscribers[s] for s in list(here.subscribers)[::7]]
+    load_inventory([inv_file])
+    assert len(children) == 1

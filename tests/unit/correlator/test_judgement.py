@@ -266,3 +266,52 @@ def test_renewal_window_follows_the_clock(store: IncidentStore) -> None:
     baseline(c)
     [ev] = c.observe([oper("olt1", "p2", 2)])
     assert ev.incident.impact.contracts_near_renewal == ("s3",)  # ends 2027-01-31
+
+
+# --- the judgement of a large incident, column by column --------------------------------------
+
+
+def test_assess_of_many_subscribers_matches_one_by_one(store: IncidentStore) -> None:
+    """Repeat subscribers, contracts near renewal and the churn sum, as a loop over the
+    subscribers one at a time computes them; ids gone from the inventory are left out."""
+    from correlator.config import PriorityConfig
+    from correlator.incidents import Impact
+    from correlator.judgement import Judge
+    from correlator.priority import effective_churn
+    from correlator.silences import Maintenance
+
+    now = T0 + 400 * 86_400.0
+    today = dt.datetime.fromtimestamp(now, dt.UTC).date()
+    subs = [sub(f"s{i:04d}", "olt1", "p1", churn=(i * 37 % 101) / 100,
+                contract_end=None if i % 3 else today + dt.timedelta(days=i % 200 - 20))
+            for i in range(1_500)]
+    inv = Inventory(isp().devices, subs)
+    for k in range(4):  # earlier incidents, each hitting a different share of them
+        store.record_hits(f"INC-00000{k}", [s.id for s in subs[:: k + 1]], now - 3_600.0 * k)
+    churn = ChurnConfig(repeat_threshold=3, step=0.15)
+    judge = Judge(inv, store, Maintenance(inv, store), priority=PriorityConfig(), churn=churn)
+    ids = tuple(sorted([s.id for s in subs[::2]] + ["s-gone", "t-gone"]))
+    inc = Incident("INC-000009", "device:olt1", "device_down", "olt1", None, "access", None,
+                   "major", "open", now - 600.0, now,
+                   impact=Impact(subscribers=ids, subscribers_by_tier={"residential": len(ids)}))
+    got = judge.assess(inc, now, previous=None)
+
+    hits = store.hit_counts(ids, since=now - churn.window_days * 86_400.0)
+    by_id = {s.id: s for s in subs}
+    last = today + dt.timedelta(days=PriorityConfig().renewal_window_days)
+    want_near, want_repeat, want_churn = [], [], 0.0
+    for sid in ids:
+        s = by_id.get(sid)
+        if s is None:
+            continue
+        n = hits.get(sid, 0)
+        if n >= churn.repeat_threshold:
+            want_repeat.append(sid)
+        want_churn += effective_churn(s.churn_risk, n, threshold=3, step=0.15)
+        if s.contract_end is not None and today <= s.contract_end <= last:
+            want_near.append(sid)
+    assert hits["s0000"] == 5 and want_repeat and want_near  # the case is not empty
+    assert got.impact.repeat_subscribers == tuple(want_repeat)
+    assert got.impact.contracts_near_renewal == tuple(want_near)
+    churn_line = next(c for c in got.priority_breakdown if c.name == "churn_risk")
+    assert churn_line.input == round(want_churn, 4)
