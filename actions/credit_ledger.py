@@ -11,13 +11,10 @@ subscriber id (a subscriber is one contract in the inventory).
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
-from actions.errors import JournalError
-from correlator.sqlite_util import MEMORY, open_state_db
+from actions.state_file import StateFile
 
 FILE_NAME = "credits.db"
 CreditState = Literal["requested", "accepted", "rejected"]
@@ -81,12 +78,12 @@ class CreditRow:
     updated_at: float = 0.0
 
 
-class CreditLedger:
+class CreditLedger(StateFile):
     """``(outage, contract) -> credit``; in memory when ``state_dir`` is None (tests)."""
 
-    def __init__(self, state_dir: Path | None) -> None:
-        self.path = MEMORY if state_dir is None else str(Path(state_dir) / FILE_NAME)
-        self._db = open_state_db(self.path, _SCHEMA, what="credit ledger", error=JournalError)
+    FILE_NAME = FILE_NAME  # the module constant: "credits.db"
+    SCHEMA = _SCHEMA
+    WHAT = "credit ledger"
 
     def get(self, outage: str, contract: str) -> CreditRow | None:
         row = self._exec(f"SELECT {_COLUMNS} FROM credits WHERE outage=? AND contract=?",
@@ -138,11 +135,3 @@ class CreditLedger:
         return [CreditRow(*r) for r in
                 self._exec(sql + " ORDER BY created_at, outage, contract", args).fetchall()]
 
-    def close(self) -> None:
-        self._db.close()
-
-    def _exec(self, sql: str, args: tuple[object, ...]) -> sqlite3.Cursor:
-        try:
-            return self._db.execute(sql, args)
-        except sqlite3.Error as exc:
-            raise JournalError(f"credit ledger {self.path}: {exc}") from exc

@@ -56,7 +56,6 @@ import asyncio
 import concurrent.futures
 import logging
 import re
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +87,6 @@ from pysnmp.hlapi.v3arch.asyncio import (
 )
 from pysnmp.proto.rfc1902 import Integer32
 
-from actions.errors import JournalError
 from actions.policy import span
 from actions.remediation_templates import (
     ERROR_PATTERNS,
@@ -98,9 +96,9 @@ from actions.remediation_templates import (
     bind,
     lines,
 )
+from actions.state_file import StateFile
 from actions.targets import RemediationTarget
 from actions.types import ActionPlan, ActionResult, ExecutorContext
-from correlator.sqlite_util import MEMORY, open_state_db
 from probes.cli.config import CliProbeConfig
 from probes.cli.session import CliJob, abort, classify, cut, open_session
 from probes.snmp import SnmpCredentials, SnmpProbeConfig, SnmpV2c, engine_id
@@ -175,16 +173,14 @@ CREATE INDEX IF NOT EXISTS applies_by_element ON applies (device, commands, star
 """
 
 
-class ApplyRecord:
+class ApplyRecord(StateFile):
     """Which actions' fixes were being sent or were sent: ``remediation.db`` in the state
     directory, one row per action key (in memory when ``state_dir`` is None: tests)."""
 
     FILE_NAME = "remediation.db"
 
-    def __init__(self, state_dir: Path | None) -> None:
-        self.path = MEMORY if state_dir is None else str(Path(state_dir) / self.FILE_NAME)
-        self._db = open_state_db(self.path, _SCHEMA, what="remediation record",
-                                 error=JournalError)
+    SCHEMA = _SCHEMA
+    WHAT = "remediation record"
 
     def get(self, key: str) -> tuple[Applied, str] | None:
         """(state, detail) of the action ``key``, or None: nothing was sent for it."""
@@ -214,15 +210,6 @@ class ApplyRecord:
     def forget(self, key: str) -> None:
         """Nothing reached the device: a retry may send the fix."""
         self._exec("DELETE FROM applies WHERE action_key=?", (key,))
-
-    def close(self) -> None:
-        self._db.close()
-
-    def _exec(self, sql: str, args: tuple[object, ...]) -> sqlite3.Cursor:
-        try:
-            return self._db.execute(sql, args)
-        except sqlite3.Error as exc:
-            raise JournalError(f"remediation record {self.path}: {exc}") from exc
 
 
 class RemediationExecutor:

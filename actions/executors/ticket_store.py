@@ -8,12 +8,9 @@ state directory) before the action is reported as done.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from dataclasses import dataclass
-from pathlib import Path
 
-from actions.errors import JournalError
-from correlator.sqlite_util import MEMORY, open_state_db
+from actions.state_file import StateFile
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +37,13 @@ class TicketRef:
     status: str
 
 
-class TicketStore:
+class TicketStore(StateFile):
     """``(target, incident) -> ticket``; in memory when ``state_dir`` is None (tests, or a
     daemon that did not pass one: ids are then lost at restart)."""
 
-    def __init__(self, state_dir: Path | None) -> None:
-        self.path = MEMORY if state_dir is None else str(Path(state_dir) / FILE_NAME)
-        self._db = open_state_db(self.path, _SCHEMA, what="ticket store", error=JournalError)
+    FILE_NAME = FILE_NAME  # the module constant: "tickets.db"
+    SCHEMA = _SCHEMA
+    WHAT = "ticket store"
 
     def get(self, target: str, incident_id: str) -> TicketRef | None:
         row = self._exec(
@@ -69,11 +66,3 @@ class TicketStore:
         self._exec("UPDATE tickets SET status=?, updated_at=? WHERE target=? AND incident_id=?",
                    (status, now, target, incident_id))
 
-    def close(self) -> None:
-        self._db.close()
-
-    def _exec(self, sql: str, args: tuple[object, ...]) -> sqlite3.Cursor:
-        try:
-            return self._db.execute(sql, args)
-        except sqlite3.Error as exc:
-            raise JournalError(f"ticket store {self.path}: {exc}") from exc
