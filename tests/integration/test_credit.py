@@ -15,7 +15,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,14 +126,6 @@ class Rig:
 def billing() -> Iterator[BillingServer]:
     with BillingServer() as srv:
         yield srv
-
-
-@pytest.fixture
-async def rigs() -> AsyncIterator[list[Rig]]:
-    made: list[Rig] = []
-    yield made
-    for r in made:
-        await r.close()
 
 
 def rig(rigs: list[Rig], state: Path, pol: Policy, **kw: Any) -> Rig:

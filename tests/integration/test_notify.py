@@ -11,7 +11,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -151,14 +151,6 @@ def smtp() -> Iterator[SmtpServer]:
 def gateway() -> Iterator[SmsGateway]:
     with SmsGateway() as gw:
         yield gw
-
-
-@pytest.fixture
-async def rigs() -> AsyncIterator[list[Rig]]:
-    made: list[Rig] = []
-    yield made
-    for r in made:
-        await r.close()
 
 
 def rig(rigs: list[Rig], state: Path, pol: Policy, clock: Clock | None = None,

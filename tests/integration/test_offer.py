@@ -7,7 +7,7 @@ stops a second offer within its window, and lets one through after it."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -71,14 +71,6 @@ def policy(url: str, guardrails: dict[str, Any]) -> Policy:
 def crm() -> Iterator[CrmServer]:
     with CrmServer() as srv:
         yield srv
-
-
-@pytest.fixture
-async def rigs() -> AsyncIterator[list[Rig]]:
-    made: list[Rig] = []
-    yield made
-    for r in made:
-        await r.close()
 
 
 def rig(rigs: list[Rig], state: Path, pol: Policy, clock: Clock) -> Rig:
