@@ -7,6 +7,8 @@ included, so "exactly once" assertions mean what they say. Options:
 - ``rcpt_replies`` / ``data_replies``: answers to give, in order, at RCPT TO or at the end
   of DATA (``"550 5.1.1 mailbox unknown"``, ``"451 4.7.1 try again later"``); once a list
   is empty the server accepts. A message answered with an error is not recorded.
+- ``refuse``: ``{address: reply}``: every RCPT TO that address gets that reply (a
+  mailbox that does not exist), whatever the order messages arrive in.
 - ``tls``: ``(cert.pem, key.pem)``; with ``implicit=False`` (the default) the server
   offers STARTTLS and requires it, with ``implicit=True`` it speaks TLS from the first
   byte (port 465 style).
@@ -54,7 +56,7 @@ class _Handler:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
-        reply = self.server._next(self.server.rcpt_replies)
+        reply = self.server.refuse.get(address) or self.server._next(self.server.rcpt_replies)
         if reply is not None:
             return reply
         envelope.rcpt_tos.append(address)
@@ -86,8 +88,10 @@ class SmtpServer:
     def __init__(self, *, rcpt_replies: list[str] | None = None,
                  data_replies: list[str] | None = None,
                  tls: tuple[Path, Path] | None = None, implicit: bool = False,
-                 users: dict[str, str] | None = None) -> None:
+                 users: dict[str, str] | None = None,
+                 refuse: dict[str, str] | None = None) -> None:
         self.rcpt_replies = list(rcpt_replies or [])
+        self.refuse = dict(refuse or {})
         self.data_replies = list(data_replies or [])
         self.users = users
         self.mails: list[Mail] = []
