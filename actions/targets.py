@@ -10,7 +10,6 @@ from __future__ import annotations
 import email.utils
 import ipaddress
 import itertools
-import os
 from collections.abc import Mapping
 from typing import Annotated, Literal, TypeVar
 
@@ -27,7 +26,7 @@ from actions.templates import (
     SubscriberTemplate,
     render,
 )
-from probes.source import Secret, Strict
+from probes.source import Secret, Strict, existing_file
 
 Severity = Literal["critical", "major", "minor"]
 K = TypeVar("K", bound=str)
@@ -343,13 +342,7 @@ class MqttTls(Strict):
     @field_validator("ca_file", "cert_file", "key_file")
     @classmethod
     def _relative_to_policy(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if v is None:
-            return None
-        if not os.path.isabs(v) and info.context and "base_dir" in info.context:
-            v = os.path.join(info.context["base_dir"], v)
-        if not os.path.isfile(v):
-            raise ValueError(f"file {v} does not exist")
-        return v
+        return existing_file(v, info)
 
     @model_validator(mode="after")
     def _pair(self) -> MqttTls:

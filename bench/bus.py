@@ -30,6 +30,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,18 +63,24 @@ def broker_cfg(port: int) -> BrokerConfig:
 # --- in-process ---------------------------------------------------------------------------
 
 
-async def in_process(batches: list[list[Observation]]) -> float:
-    bus = InProcessBus()
-    total = sum(map(len, batches))
+def counting(total: int) -> tuple[Callable[[Batch], None], asyncio.Event]:
+    """A bus handler that counts observations, and the event set once ``total`` arrived."""
     got = 0
     done = asyncio.Event()
-    stopping = asyncio.Event()
 
     def handler(batch: Batch) -> None:
         nonlocal got
         got += len(batch)
         if got >= total:
             done.set()
+
+    return handler, done
+
+
+async def in_process(batches: list[list[Observation]]) -> float:
+    bus = InProcessBus()
+    handler, done = counting(sum(map(len, batches)))
+    stopping = asyncio.Event()
 
     consumer = asyncio.create_task(bus.consume(handler, stopping))
     t0 = time.perf_counter()
@@ -113,16 +120,8 @@ async def poller_main(port: int, observations: int, batch_size: int, inflight: i
 
 async def mqtt_path(port: int, observations: int, batch_size: int, inflight: int,
                     broker_pid: int) -> tuple[float, float, float, float]:
-    total = len(make_batches(observations, batch_size)) * batch_size
-    got = 0
-    done = asyncio.Event()
+    handler, done = counting(len(make_batches(observations, batch_size)) * batch_size)
     stopping = asyncio.Event()
-
-    def handler(batch: Batch) -> None:
-        nonlocal got
-        got += len(batch)
-        if got >= total:
-            done.set()
 
     sub = MqttSubscriber(broker=broker_cfg(port), client_id=f"bench-core-{batch_size}")
     core = asyncio.create_task(sub.consume(handler, stopping))

@@ -16,14 +16,13 @@ and adding or removing a poller moves only that poller's share of the devices.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from probes.source import Secret, Strict
+from probes.source import Secret, Strict, existing_file
 
 Role = Literal["all", "poller", "core"]
 
@@ -65,13 +64,7 @@ class BrokerTls(Strict):
     @field_validator("ca_file", "cert_file", "key_file")
     @classmethod
     def _path(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if v is None:
-            return v
-        if not os.path.isabs(v) and info.context and "base_dir" in info.context:
-            v = os.path.join(info.context["base_dir"], v)
-        if not os.path.isfile(v):
-            raise ValueError(f"file not found: {v}")
-        return v
+        return existing_file(v, info)
 
     @model_validator(mode="after")
     def _pair(self) -> BrokerTls:

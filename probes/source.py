@@ -228,6 +228,24 @@ def validate(model: type[BaseModel], src: Located, *, data: Any = None) -> Any:
 # --- secrets -------------------------------------------------------------------------
 
 
+def config_path(value: str, info: ValidationInfo) -> str:
+    """A path written in a config file: a relative one is relative to that file's folder
+    (the ``base_dir`` that ``validate`` puts in the context)."""
+    if not os.path.isabs(value) and info.context and "base_dir" in info.context:
+        return os.path.join(info.context["base_dir"], value)
+    return value
+
+
+def existing_file(value: str | None, info: ValidationInfo) -> str | None:
+    """A field validator's body for an optional file that must exist (a CA, a key)."""
+    if value is None:
+        return None
+    path = config_path(value, info)
+    if not os.path.isfile(path):
+        raise ValueError(f"file not found: {path}")
+    return path
+
+
 def _resolve_secret(value: Any, info: ValidationInfo) -> Any:
     """A secret is a plain string, ``{env: NAME}``, ``{file: PATH}`` or ``{credential: NAME}``.
 
@@ -253,8 +271,8 @@ def _resolve_secret(value: Any, info: ValidationInfo) -> Any:
             if not base:
                 raise ValueError("CREDENTIALS_DIRECTORY is not set (systemd LoadCredential=)")
             where = os.path.join(base, str(where))
-        elif not os.path.isabs(str(where)) and info.context and "base_dir" in info.context:
-            where = os.path.join(info.context["base_dir"], str(where))
+        else:
+            where = config_path(str(where), info)
         try:
             return Path(str(where)).read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:

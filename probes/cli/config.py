@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from probes.cli.commands import CommandSet, Platform, commands_for
-from probes.source import Secret, Strict
+from probes.source import Secret, Strict, existing_file
 
 
 class CliProbeConfig(Strict):
@@ -36,14 +36,7 @@ class CliProbeConfig(Strict):
     @field_validator("key_file", "known_hosts")
     @classmethod
     def _path(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        path = os.path.expanduser(value)
-        if not os.path.isabs(path) and info.context and "base_dir" in info.context:
-            path = os.path.join(info.context["base_dir"], path)
-        if not os.path.isfile(path):
-            raise ValueError(f"file not found: {path}")
-        return path
+        return existing_file(None if value is None else os.path.expanduser(value), info)
 
     @field_validator("commands")
     @classmethod

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from probes.gnmi.paths import parse_elems
-from probes.source import Secret, Strict
+from probes.source import Secret, Strict, config_path
 
 
 class GnmiTls(Strict):
@@ -34,9 +34,7 @@ class GnmiTls(Strict):
     def _readable(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
-        path = value
-        if not os.path.isabs(path) and info.context and "base_dir" in info.context:
-            path = os.path.join(info.context["base_dir"], path)
+        path = config_path(value, info)
         if not os.path.isfile(path):
             raise ValueError(f"no such file: {path}")
         if not os.access(path, os.R_OK):

@@ -20,7 +20,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
-from probes.source import Problem, SourceError, Strict, load_yaml, validate
+from probes.source import Problem, SourceError, Strict, config_path, load_yaml, validate
 
 BUILTIN_RULES: Final = Path(__file__).with_name("rules.yaml")
 
@@ -101,11 +101,7 @@ class SyslogConfig(Strict):
     @field_validator("rules_file")
     @classmethod
     def _relative_to_config(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None or os.path.isabs(value):
-            return value
-        if info.context and "base_dir" in info.context:
-            return os.path.join(info.context["base_dir"], value)
-        return value
+        return None if value is None else config_path(value, info)
 
     @model_validator(mode="after")
     def _listens_somewhere(self) -> SyslogConfig:

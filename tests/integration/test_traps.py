@@ -382,6 +382,8 @@ async def test_publish_failure_is_counted_and_reception_goes_on(
     bus.fail = False
     await send("snmptrap", "-v2c", "-c", "public", r.target, "", COLD_START)
     await until(lambda: len(r.bus.observations) == 1, "the next trap", r)
+    assert r.receiver.stats["publish_failed"] == 1  # the failed one counted, not retried
+    assert len(r.bus.named(DEVICE_RESTARTED)) == 1  # the next one got through
 
 
 async def test_a_resolver_that_raises_costs_one_notification() -> None:
