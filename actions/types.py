@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
+    from actions.executors.credit import PlannedTime
+    from actions.executors.remediate import DeviceAccess
     from actions.journal import Journal
     from correlator.incidents import Incident
     from correlator.inventory import Inventory
@@ -79,14 +81,27 @@ class ExecutorContext:
     ``state_dir``: where to keep what must survive a restart; ``inventory()``: the current
     inventory (subscriber contacts, consent, contracts); ``incident(id)``: an incident as
     the correlator has it now, or None; ``journal``: the action journal, read-only use
-    (what was already done for an incident); ``clock``: wall time."""
+    (what was already done for an incident); ``clock``: wall time.
+
+    For one executor kind each: ``maintenance`` (SLA credits leave out the time it
+    covered: ``Maintenance.planned_seconds``); ``devices(name)`` (remediation: how to
+    reach a device, a ``DeviceAccess``, or None); ``on_mitigated`` /
+    ``on_remediation_failed`` (remediation's verdict: ``(incident_id, *, by, detail,
+    ts)``; the daemon turns them into incident events for policy)."""
 
     state_dir: Path | None = None
     inventory: Callable[[], Inventory] | None = None
     incident: Callable[[str], Incident | None] | None = None
     journal: Journal | None = None
     clock: Callable[[], float] = time.time
-    extra: dict[str, Any] = field(default_factory=dict)  # what one executor kind needs
+    maintenance: PlannedTime | None = None
+    devices: Callable[[str], DeviceAccess | None] | None = None
+    on_mitigated: RemediationHook | None = None
+    on_remediation_failed: RemediationHook | None = None
+
+
+class RemediationHook(Protocol):
+    def __call__(self, incident_id: str, *, by: str, detail: str, ts: float) -> None: ...
 
 
 class Executor(Protocol):

@@ -78,13 +78,11 @@ class Daemon:
         )
         self.executor_context = ExecutorContext(
             state_dir=state, inventory=lambda: self.correlator.inventory,
-            incident=self._incident, journal=self.journal)
-        # SLA credits leave out the time maintenance covered (Maintenance.planned_seconds)
-        self.executor_context.extra["maintenance"] = self.correlator.maintenance
-        # remediation: device access from the current config, and its verify hooks
-        self.executor_context.extra.update(devices=self._device_access,
-                                           mark_mitigated=self._mitigated,
-                                           remediation_failed=self._remediation_failed)
+            incident=self._incident, journal=self.journal,
+            maintenance=self.correlator.maintenance,
+            # remediation: device access from the current config, and its verify hooks
+            devices=self._device_access, on_mitigated=self._mitigated,
+            on_remediation_failed=self._remediation_failed)
         self.dispatcher = Dispatcher(
             settings.policy, self.journal,
             build_executors(settings.policy, state_dir=state, context=self.executor_context),

@@ -53,7 +53,7 @@ SCHEMA = "netreflex.sla-credit/1"
 
 
 class PlannedTime(Protocol):
-    """What the daemon lends as ``context.extra["maintenance"]`` (``Maintenance``)."""
+    """What the daemon lends as ``context.maintenance`` (``Maintenance``)."""
 
     def planned_seconds(self, target: Target, start: float, end: float) -> float: ...
 
@@ -142,7 +142,7 @@ class SlaCreditExecutor:
             raise ActionError(f"sla_credit target {self.name}: no inventory to read monthly "
                               "fees and SLA tiers from (the daemon lends it)")
         inv = self.context.inventory()
-        maintenance: PlannedTime | None = self.context.extra.get("maintenance")
+        maintenance = self.context.maintenance
         total = incident.resolved_at - incident.opened_at
         planned = min(total, planned_seconds(incident, inv, maintenance))
         minutes = max(0.0, total - planned) / 60.0

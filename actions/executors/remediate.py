@@ -10,8 +10,8 @@ from the poller's interface table (or an ifName walk).
 
 Then, after ``settle`` seconds, the fix is re-polled (the template's verify command, or
 ifOperStatus) up to ``verify_attempts`` times. Back: outcome ``succeeded`` ("mitigated:
-...") and ``context.extra["mark_mitigated"]`` is called; still down: outcome ``failed``
-("not mitigated: ...") and ``context.extra["remediation_failed"]``, which policy can
+...") and ``context.on_mitigated`` is called; still down: outcome ``failed``
+("not mitigated: ...") and ``context.on_remediation_failed``, which policy can
 escalate -- as for a fix that failed for good on the way (a session cut after the
 ``shutdown``, a SET the agent refused, a port that could not be brought back up) and for
 a failure before anything was sent once its last attempt (``max_attempts``) is used up.
@@ -46,7 +46,7 @@ by hand") and ``remediation_failed`` is raised. So a fix is sent at most once pe
 kill -9 included; what is not guaranteed is that a fix cut off by kill -9 was completed
 (a port may be left shut -- that is what the page is for).
 
-Device access comes from ``context.extra["devices"]``: a callable ``name ->
+Device access comes from ``context.devices``: a callable ``name ->
 DeviceAccess | None`` the daemon fills from its current config (reloads included).
 """
 
@@ -241,8 +241,8 @@ class RemediationExecutor:
         def result(outcome: Any, detail: str) -> ActionResult:
             return ActionResult(plan.key, self.name, self.kind, outcome, detail)
 
-        lookup = self.context.extra.get("devices")
-        access = lookup(device) if callable(lookup) and device else None
+        lookup = self.context.devices
+        access = lookup(device) if lookup is not None and device else None
         if access is None:
             return result("blocked", f"{what}: device {device or '?'} is not configured "
                           "for polling here (devices:), so there is no access to change it")
@@ -455,8 +455,9 @@ class RemediationExecutor:
         return oper == UP, f"ifOperStatus.{idx} is {_STATUS.get(oper or 0, str(oper))}"
 
     def _hook(self, name: str, plan: ActionPlan, detail: str) -> None:
-        fn = self.context.extra.get(name)
-        if not callable(fn):
+        fn = (self.context.on_mitigated if name == "mark_mitigated"
+              else self.context.on_remediation_failed)
+        if fn is None:
             return
         try:
             fn(plan.incident_id, by=self.name, detail=detail, ts=self.context.clock())

@@ -99,7 +99,7 @@ class Rig:
         inv = inventory()
         self.context = ExecutorContext(state_dir=state, inventory=lambda: inv, clock=clock)
         if maintenance is not None:
-            self.context.extra["maintenance"] = maintenance
+            self.context.maintenance = maintenance
         self.journal = Journal(state / "journal.db")
         self.executors = build_executors(pol, state_dir=state, context=self.context)
         self.results: list[ActionResult] = []

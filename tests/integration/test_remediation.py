@@ -56,7 +56,8 @@ class Hooks:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, str, str]] = []
 
-    def extra(self, access: DeviceAccess | None) -> dict[str, Any]:
+    def context(self, access: DeviceAccess | None) -> dict[str, Any]:
+        """The ExecutorContext fields remediation uses: one device, and hooks that record."""
         def hook(kind: str) -> Any:
             def call(incident_id: str, *, by: str, detail: str, ts: float) -> None:
                 assert ts > 0
@@ -64,8 +65,8 @@ class Hooks:
             return call
 
         return {"devices": lambda name: access if access and name == access.name else None,
-                "mark_mitigated": hook("mitigated"),
-                "remediation_failed": hook("remediation_failed")}
+                "on_mitigated": hook("mitigated"),
+                "on_remediation_failed": hook("remediation_failed")}
 
 
 def incident(device: str, port: str | None, **fields: Any) -> Incident:
@@ -104,7 +105,7 @@ def executor(template: str, access: DeviceAccess | None, hooks: Hooks, *,
            "verify_attempts": 2, "verify_interval": 0.05, **fields}
     return RemediationExecutor("fix", RemediationTarget.model_validate(cfg),
                                state_dir=state_dir,
-                               context=ExecutorContext(extra=hooks.extra(access),
+                               context=ExecutorContext(**hooks.context(access),
                                                        incident=lookup))
 
 
@@ -427,7 +428,7 @@ access = DeviceAccess(name="r1", address="127.0.0.1", cli=CliProbeConfig(
     platform="cisco_ios", port=port, username="noc-reader", password=password))
 ex = RemediationExecutor("fix", RemediationTarget(kind="remediation", template="bounce_port",
                                                   timeout=60), state_dir=state,
-                         context=ExecutorContext(extra={"devices": lambda name: access},
+                         context=ExecutorContext(devices=lambda name: access,
                                                  incident=lambda iid: inc))
 asyncio.run(ex.execute(plan, dry_run=False))
 """
@@ -579,7 +580,7 @@ async def test_a_slow_remediation_does_not_hold_the_slots_pages_need(tmp_path: P
             ],
         })
         hooks = Hooks()
-        context = ExecutorContext(extra=hooks.extra(snmp_access(agent)),
+        context = ExecutorContext(**hooks.context(snmp_access(agent)),
                                   incident={link.id: link, box.id: box}.get)
         executors = build_executors(pol, state_dir=tmp_path, context=context)
         journal = Journal(tmp_path / "journal.db")

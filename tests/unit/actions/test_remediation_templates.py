@@ -166,7 +166,7 @@ def cli(platform: str) -> CliProbeConfig:
 async def test_executor_blocks_devices_it_may_not_touch(access: DeviceAccess | None,
                                                          message: str) -> None:
     ex = RemediationExecutor("fix", target(template="bounce_port"), context=ExecutorContext(
-        extra={"devices": lambda name: access}))
+        devices=lambda name: access))
     try:
         result = await ex.execute(plan("Gi0/1"), dry_run=False)
     finally:
@@ -178,7 +178,7 @@ async def test_executor_blocks_devices_it_may_not_touch(access: DeviceAccess | N
 async def test_executor_blocks_a_bad_value_even_in_a_dry_run() -> None:
     access = DeviceAccess("r1", "127.0.0.1", cli=cli("cisco_ios"))
     ex = RemediationExecutor("fix", target(template="bounce_port"), context=ExecutorContext(
-        extra={"devices": lambda name: access}))
+        devices=lambda name: access))
     try:
         bad = await ex.execute(plan("Gi0/1\nreload"), dry_run=True)
         good = await ex.execute(plan("Gi0/1"), dry_run=True)
