@@ -30,7 +30,7 @@ from typing import Annotated, Any, NamedTuple
 import yaml
 from pydantic import BeforeValidator, Field, ValidationError
 
-from correlator.subscriber_csv import Worker, load_csv, python_child
+from correlator.subscriber_csv import load_csv, python_child
 from correlator.subscriber_index import Index, ints_from
 from correlator.subscriber_index import merge as merge_index
 from correlator.subscribers import (
@@ -56,7 +56,6 @@ ROLES = ("core", "aggregation", "access", "cpe", "passive", "other")
 PASSIVE = "passive"
 
 _Sums = dict[int, tuple[int, int]]  # tier number -> (subscribers, revenue units)
-WORKER_EARLY_FROM = 256 << 10  # bytes of YAML: a topology this large has a large CSV too
 RELOAD_CHILD_FROM = 64 << 10  # bytes (any file): reload_inventory loads in another process
 _ID_CHUNK = 1 << 16  # ids split at a time when an inventory comes from another process
 # the columns of a SubscriberTable sent as packed text, and as arrays (same typecodes)
@@ -294,20 +293,23 @@ class Inventory:
     def _unpack(cls, got: dict[str, Any]) -> Inventory:
         """An inventory from ``_pack``: no per-subscriber work but splitting the ids, a
         chunk at a time (another thread gets the GIL in between)."""
+        # each part let go of once copied: less memory at the peak, with the old inventory
         table = SubscriberTable()
-        for name, runs in got["text"].items():
-            for packed, ends in runs:
+        text = got.pop("text")
+        for name in list(text):
+            for packed, ends in text.pop(name):
                 getattr(table, name).extend_packed(packed, ints_from(ends, "q"))
-        for name, data in got["arrays"].items():
-            getattr(table, name).frombytes(data)
+        arrays = got.pop("arrays")
+        for name in list(arrays):
+            getattr(table, name).frombytes(arrays.pop(name))
         table.devices, table.ports, table.tiers = got["names"]
-        table.consent = bytearray(got["consent"])
+        table.consent = bytearray(got.pop("consent"))
         ids: list[str] = []
-        for chunk in got["ids"]:
+        for chunk in got.pop("ids"):
             ids.extend(chunk.split("\n"))
-        index = Index(ints_from(got["order"]), array("i"), tuple(ids),
-                      ints_from(got["dev_ranks"]), got["dev_range"], got["dev_tiers"],
-                      ints_from(got["dev_units"], "q"))
+        index = Index(ints_from(got.pop("order")), tuple(ids),
+                      ints_from(got.pop("dev_ranks")), got["dev_range"], got["dev_tiers"],
+                      ints_from(got.pop("dev_units"), "q"))
         inv = cls.__new__(cls)
         inv._build(got["devices"], table, index)
         return inv
@@ -459,8 +461,9 @@ def off_the_loop() -> Iterator[None]:
 def load_inventory(paths: Iterable[str | os.PathLike[str]]) -> Inventory:
     """Load and check inventory files; any problem in any file → SourceError listing all.
 
-    A large CSV file is read by two processes (see ``subscriber_csv``). The cyclic garbage
-    collector is off meanwhile (for the whole process: also in a ``reload_inventory``)."""
+    A large CSV file is read by Arrow (see ``subscriber_arrow``), or by two processes if
+    Arrow's path does not take it (see ``subscriber_csv``). The cyclic garbage collector is
+    off meanwhile (for the whole process: also in a ``reload_inventory``)."""
     if getattr(_thread, "off_loop", False):
         return _reload(list(paths))
     return _load_here(paths)
@@ -478,18 +481,6 @@ def _load_here(paths: Iterable[str | os.PathLike[str]]) -> Inventory:
             gc.enable()
 
 
-def _load(paths: Iterable[str | os.PathLike[str]]) -> Inventory:
-    paths = list(paths)
-    # a large topology comes with many subscribers: have a second process ready to read
-    # half of their file (it imports while this one reads the topology)
-    worker = Worker() if any(_size(p) >= WORKER_EARLY_FROM for p in paths) else None
-    try:
-        return _load_with(paths, worker)
-    finally:
-        if worker is not None:
-            worker.close()
-
-
 def _size(path: str | os.PathLike[str]) -> int:
     try:
         return os.stat(path).st_size
@@ -497,7 +488,7 @@ def _size(path: str | os.PathLike[str]) -> int:
         return 0
 
 
-def _load_with(paths: list[str | os.PathLike[str]], worker: Worker | None) -> Inventory:
+def _load(paths: Iterable[str | os.PathLike[str]]) -> Inventory:
     from probes.source import validation_problems
 
     problems: list[Problem] = []
@@ -505,7 +496,7 @@ def _load_with(paths: list[str | os.PathLike[str]], worker: Worker | None) -> In
     table = SubscriberTable()
     for path in paths:
         if str(path).endswith(".csv"):
-            problems.extend(load_csv(Path(path), table, worker=worker))
+            problems.extend(load_csv(Path(path), table))
             continue
         try:
             src = _read_yaml(path)
@@ -531,7 +522,7 @@ def _load_with(paths: list[str | os.PathLike[str]], worker: Worker | None) -> In
         for i, sm in enumerate(model.subscribers):
             table.append(subscriber(sm), src.file, src.line_of(("subscribers", i)))
         for rel in model.subscriber_files:
-            problems.extend(load_csv(Path(src.file).parent / rel, table, worker=worker))
+            problems.extend(load_csv(Path(src.file).parent / rel, table))
 
     # references and cycles
     for dev, src, loc in devices.values():
@@ -626,7 +617,7 @@ def _child_main() -> None:
         out: tuple[str, Any] = ("inventory", _load_here(paths)._pack())
     except SourceError as exc:
         out = ("problems", exc.problems)
-    sys.stdout.buffer.write(pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
+    pickle.dump(out, sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)  # no copy of it all
     sys.stdout.buffer.flush()
 
 

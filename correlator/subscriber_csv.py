@@ -6,9 +6,11 @@ a row that the converters do not take is read line by line (``csv`` rules) and, 
 the single rows, the pydantic model decides and explains: problems read
 ``file:line: column: message (got …)`` exactly as they always have.
 
-A large file without quotes is read by two processes: this one reads the first half while
-a second Python process reads the second half and sends its columns back (text joined,
-arrays as bytes); if anything goes wrong with it, this process reads that half itself.
+A large file is read by Arrow (``subscriber_arrow``) when that path takes it: every file
+without quotes, odd line ends or a value the converters refuse. Otherwise, a large file
+without quotes is read by two processes: this one reads the first half while a second
+Python process reads the second half and sends its columns back (text packed, arrays as
+bytes); if anything goes wrong with it, this process reads that half itself.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import IO, Any, BinaryIO
 
 from pydantic import ValidationError
 
+from correlator import subscriber_arrow
 from correlator.subscriber_index import PartIndex, index_part, ints_from
 from correlator.subscribers import (
     CSV_COLUMNS,
@@ -41,16 +44,16 @@ from correlator.subscribers import (
 )
 from probes.source import Problem, short
 
-_BLOCK = 1 << 22  # characters read at a time
+_BLOCK = 1 << 18  # characters read at a time
 _CHUNK = 4096  # rows converted at a time on the line-by-line path
 PARALLEL_FROM = 32 << 20  # bytes: smaller files are read by this process alone
+ARROW_FROM = 8 << 20  # bytes: larger files are read by Arrow first (see subscriber_arrow)
 
 
-def load_csv(path: Path, out: SubscriberTable, *, parallel: bool = True,
-             worker: Worker | None = None) -> list[Problem]:
+def load_csv(path: Path, out: SubscriberTable, *, parallel: bool = True) -> list[Problem]:
     """Append the subscribers of one CSV file to ``out``; the problems found (if any,
-    ``out`` is not to be used). ``worker``: a ``Worker`` started beforehand, used if the
-    file is worth it and the worker is still free (else one is started here)."""
+    ``out`` is not to be used). A large file is read by Arrow if its path takes it, else
+    (``parallel``) by this process and a ``Worker``."""
     file = str(path)
     try:
         raw = open(path, "rb")  # noqa: SIM115 -- closed below
@@ -63,13 +66,13 @@ def load_csv(path: Path, out: SubscriberTable, *, parallel: bool = True,
             if bad is not None:
                 return [bad]
             size = os.fstat(raw.fileno()).st_size
+            if size - start >= ARROW_FROM and subscriber_arrow.read(raw, file, header, line,
+                                                                    start, out):
+                return []
             split = _split(raw, start, size) if parallel else size
-            if split < size:
-                if worker is None or worker.busy:
-                    worker = Worker()
+            worker = Worker() if split < size else None
+            if worker is not None:
                 worker.start(file, header, split, size)
-            else:
-                worker = None
             reader = _Reader(file, header, out, line)
             first = len(out)
             try:
@@ -154,7 +157,7 @@ def _split(raw: BinaryIO, start: int, size: int) -> int:
             return size
         pos += len(block)
     # a little past the middle: the worker sends its part back, and this process merges
-    middle = start + (size - start) * 55 // 100
+    middle = start + (size - start) * 50 // 100
     after = os.pread(fd, 1 << 16, middle).find(b"\n")
     return size if after < 0 else middle + after + 1
 
@@ -290,11 +293,14 @@ _ARRAYS = ("revenue", "units", "contract_end", "churn", "plan")  # same typecode
 
 
 def python_child(module: str, function: str) -> subprocess.Popen[bytes] | None:
-    """A Python process running ``module.function()`` (with this process's import path),
-    its stdin and stdout piped; None if it cannot start."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    """A Python process running ``module.function()`` with this process's import path
+    (and nothing before it: ``-P``, so that its working directory cannot put other code
+    first), its stdin and stdout piped; None if it cannot start."""
+    path = os.pathsep.join(os.path.abspath(p) for p in sys.path)  # "": the working directory
+    env = {**os.environ, "PYTHONPATH": path}
     try:
-        return subprocess.Popen([sys.executable, "-c", f"import {module} as m; m.{function}()"],
+        return subprocess.Popen([sys.executable, "-P", "-c",
+                                 f"import {module} as m; m.{function}()"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
     except OSError:
         return None
@@ -303,15 +309,12 @@ def python_child(module: str, function: str) -> subprocess.Popen[bytes] | None:
 class Worker:
     """A second Python process that reads bytes ``start`` to ``end`` of a CSV file (its
     part, sent on its stdin) and sends its columns back, pickled, on its stdout. It takes
-    about half a second to start (imports): ``load_inventory`` starts one before reading
-    a large topology, so that it is ready when the subscribers' file comes."""
+    about half a second to start (imports)."""
 
     def __init__(self) -> None:
-        self.busy = False
         self.proc = python_child(__name__, "_main")
 
     def start(self, file: str, header: list[str], start: int, end: int) -> None:
-        self.busy = True
         if self.proc is None:
             return
         assert self.proc.stdin is not None
@@ -320,15 +323,6 @@ class Worker:
                 self.proc.stdin.write(pickle.dumps((file, start, end, header)))
         except OSError:  # it died: merge() says so
             pass
-
-    def close(self) -> None:
-        """Let an unused worker go (a used one has gone after ``merge``)."""
-        if self.proc is not None and not self.busy:
-            assert self.proc.stdin is not None and self.proc.stdout is not None
-            self.proc.stdin.close()
-            self.proc.stdout.close()
-            self.proc.wait()
-            self.proc = None
 
     def stop(self) -> None:
         """Its part is not wanted any more."""
@@ -358,8 +352,8 @@ class Worker:
         out._file(reader.file)
         out.ids.extend(text["ids"])
         for name in _PACKED:
-            packed, ends = got[name]
-            getattr(out, name).extend_packed(packed, ints_from(ends, "q"))
+            for packed, ends in got[name]:
+                getattr(out, name).extend_packed(packed, ints_from(ends, "q"))
         ports = [out.port_number(p) for p in got["ports"]]
         out.port_of.extend(array("i", map(ports.__getitem__, ints_from(got["port_of"]))))
         devices = [out.device_number(d) for d in got["devices"]]
@@ -387,8 +381,7 @@ def _work(file: str, start: int, end: int, header: list[str], out: BinaryIO) -> 
         reader.read(_text(raw, start, end))
     got: dict[str, Any] = {k: "\n".join(getattr(table, k)) for k in _TEXT}
     for name in _PACKED:
-        packed, ends = getattr(table, name).packed()
-        got[name] = (packed, ends.tobytes())
+        got[name] = [(packed, ends.tobytes()) for packed, ends in getattr(table, name).runs()]
     got.update({k: getattr(table, k).tobytes() for k in _ARRAYS})
     got.update(
         n=len(table), devices=table.devices, device_of=table.device_of.tobytes(),

@@ -129,10 +129,14 @@ class _Packed(NamedTuple):
     ends: array[int]
 
 
+PACK_FROM = 256  # rows: TextColumn.extend packs runs at least this long
+
+
 class TextColumn:
-    """A column of text that is only read one row at a time: lists of strings, and runs
-    packed into one string (``_Packed``), as another process sends them -- a string each
-    costs some 50 bytes more than its text."""
+    """A column of text that is only read one row at a time: runs packed into one string
+    (``_Packed``: as the CSV reader and another process hand them over), and lists of
+    strings for rows added a few at a time -- a string each costs some 50 bytes more than
+    its text."""
 
     __slots__ = ("_len", "_parts", "_starts")
 
@@ -158,6 +162,11 @@ class TextColumn:
         self._len += 1
 
     def extend(self, texts: Sequence[str]) -> None:
+        """Rows; a large run of them is packed at once, while its strings are fresh in
+        memory (they can go, and handing the column to another process costs nothing)."""
+        if len(texts) >= PACK_FROM:
+            self.extend_packed("".join(texts), array("q", accumulate(map(len, texts))))
+            return
         self._tail().extend(texts)
         self._len += len(texts)
 
@@ -171,24 +180,6 @@ class TextColumn:
         self._parts.append(_Packed(text, ends))
         self._starts.append(self._len)
         self._len += len(ends)
-
-    def packed(self) -> tuple[str, array[int]]:
-        """All rows, packed (part by part)."""
-        texts: list[str] = []
-        ends: array[int] = array("q")
-        at = 0
-        for part in self._parts:
-            if isinstance(part, _Packed):
-                if not part.ends:
-                    continue
-                text = part.text[:part.ends[-1]]
-                ends.extend(map(operator.add, part.ends, repeat(at)) if at else part.ends)
-            else:
-                text = "".join(part)
-                ends.extend(islice(accumulate(map(len, part), initial=at), 1, None))
-            texts.append(text)
-            at += len(text)
-        return "".join(texts), ends
 
     def runs(self) -> list[tuple[str, array[int]]]:
         """All rows as packed runs (``extend_packed`` takes them), one per part: a part
@@ -480,9 +471,6 @@ def _date(v: str) -> int:
     return dt.date.fromisoformat(v).toordinal()
 
 
-_NEW = object()  # not converted yet
-
-
 def _required(v: str) -> str:
     if not v:
         raise ValueError("empty")
@@ -499,21 +487,26 @@ class _Converted:
         self.limit = limit
 
     def column(self, col: Sequence[str]) -> list[Any] | None:
+        values = self.values
         try:
-            return list(map(self.values.__getitem__, col))
-        except KeyError:  # texts not seen before
+            return list(map(values.__getitem__, col))
+        except KeyError:  # texts not seen before: convert each new one once
             pass
-        got = list(map(self.values.get, col, repeat(_NEW)))
-        for i, x in enumerate(got):
-            if x is _NEW:
-                text = col[i]
-                try:
-                    x = got[i] = self.convert(text)
-                except ValueError:
-                    return None
-                if len(self.values) < self.limit:
-                    self.values[text] = x
-        return got
+        new = [text for text in dict.fromkeys(col) if text not in values]  # in order met
+        if len(values) + len(new) <= self.limit:
+            try:
+                values.update(zip(new, map(self.convert, new), strict=True))
+            except ValueError:
+                return None
+            return list(map(values.__getitem__, col))
+        # more distinct texts than remembered: the new ones converted here, for this column
+        try:
+            here = dict(zip(new, map(self.convert, new), strict=True))
+        except ValueError:
+            return None
+        for text in islice(here, max(0, self.limit - len(values))):
+            values[text] = here[text]
+        return list(map(here.get, col, map(values.get, col)))
 
 
 class _Columns:

@@ -443,33 +443,6 @@ def test_problems_found_across_the_two_parts(tmp_path: Path,
     ]
 
 
-@pytest.mark.parametrize("split", [True, False])
-def test_a_worker_started_early_is_used_or_let_go(tmp_path: Path, split: bool,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from correlator import inventory
-
-    big_file(tmp_path / "subs.csv", 3_000, {2_500: "x"})
-    devices = "".join(f"  olt{i}: {{}}\n" for i in range(7))
-    (tmp_path / "inv.yaml").write_text(f"devices:\n{devices}subscriber_files: [subs.csv]\n")
-    monkeypatch.setattr(inventory, "WORKER_EARLY_FROM", 0)
-    monkeypatch.setattr(subscriber_csv, "PARALLEL_FROM", 0 if split else 1 << 40)
-    started: list[subscriber_csv.Worker] = []
-    real = subscriber_csv.Worker.__init__
-
-    def spy(self: subscriber_csv.Worker) -> None:
-        real(self)
-        started.append(self)
-
-    monkeypatch.setattr(subscriber_csv.Worker, "__init__", spy)
-    with pytest.raises(SourceError) as err:
-        load_inventory([tmp_path / "inv.yaml"])
-    assert str(err.value) == (f"{tmp_path / 'subs.csv'}:2502: monthly_revenue: Input should "
-                              "be a valid number, unable to parse string as a number (got 'x')")
-    assert len(started) == 1  # the one started early, and no other
-    assert started[0].busy is split
-    assert started[0].proc is None or started[0].proc.poll() is not None  # gone
-
-
 def test_a_file_that_cannot_be_read_stops_the_worker(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "subs.csv"
