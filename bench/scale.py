@@ -12,7 +12,9 @@ random order, typical columns filled in). Then, in a fresh process (so that gene
 does not count towards memory), it measures:
 
 1. **load**: ``load_inventory`` wall time, and resident memory after the load (VmRSS) and
-   at its peak (VmHWM) -- targets < 10 s and < 1 GB;
+   at its peak (VmHWM) -- targets < 10 s and < 1 GB; then, as the reference run of this
+   session, the same load in another process with Arrow's path off (the pure-Python CSV
+   reader), and the ratio;
 2. **impact** of one aggregation node failing: topology analysis + subscriber collection
    + revenue by tier, both the full recomputation (``analyse`` + ``subscribers_behind`` +
    ``compute_impact``) and the engine's incremental path (``topology.Analyser``, when
@@ -36,6 +38,7 @@ does not count towards memory), it measures:
 Options: ``--subscribers``, ``--ports``, ``--per-agg``, ``--observations`` (per run),
 ``--max-cpu`` (seconds per run, whichever ends first), ``--fault-rate``, ``--seed``,
 ``--congestion-rate``, ``--keep DIR`` (generate into DIR and keep it), ``--skip-reload``,
+``--skip-reference``,
 ``--skip-detection``, ``--splitter-role``
 (``access`` for code that predates ``passive``).
 """
@@ -203,6 +206,12 @@ def measure(base: Path, args: argparse.Namespace, meta: dict[str, Any]) -> None:
            rss < 2**30)
     report("  of which the inventory (VmRSS - before)", (rss - rss0) / 2**20, "MiB", "", None)
     report("peak resident memory (VmHWM)", hwm / 2**20, "MiB", "< 1024 MiB", hwm < 2**30)
+    if not args.skip_reference:
+        ref_s = reference_load(base)
+        if ref_s is not None:
+            report("  reference: the pure-Python reader, same files, now", ref_s, "s", "", None)
+            print(f"  {'  load_inventory is faster by':<66} {ref_s / load_s:>11.1f} x",
+                  flush=True)
 
     # --- 2. impact of an aggregation node failure -------------------------------------
     agg = "agg000"
@@ -285,6 +294,23 @@ def measure(base: Path, args: argparse.Namespace, meta: dict[str, Any]) -> None:
         report("  peak resident memory of a loading child process (ru_maxrss)",
                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**10, "MiB", "", None)
         del old
+
+
+def reference_load(base: Path) -> float | None:
+    """``load_inventory`` of the same files in another process (memory figures stay this
+    process's) with Arrow's path off: the CSV read by the pure-Python reader (two
+    processes), as before Arrow. None: this code has no such switch."""
+    code = ("import sys, time\n"
+            "from correlator import inventory, subscriber_csv\n"
+            "if not hasattr(subscriber_csv, 'ARROW_FROM'): sys.exit(3)\n"
+            "subscriber_csv.ARROW_FROM = 1 << 62\n"
+            "t = time.perf_counter()\n"
+            "inventory.load_inventory([sys.argv[1]])\n"
+            "print(time.perf_counter() - t)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    got = subprocess.run([sys.executable, "-c", code, str(base / "inventory.yaml")], env=env,
+                         capture_output=True, text=True, check=False)
+    return float(got.stdout) if got.returncode == 0 else None
 
 
 async def _reload(fn: Any, base: Path) -> tuple[float, float]:
@@ -503,6 +529,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", type=Path, help="generate into this directory and keep it")
     ap.add_argument("--skip-reload", action="store_true")
+    ap.add_argument("--skip-reference", action="store_true",
+                    help="do not load the inventory again with the pure-Python CSV reader")
     ap.add_argument("--splitter-role", default="passive",
                     help="inventory role of the splitters (code without 'passive': access)")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
