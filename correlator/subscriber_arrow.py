@@ -269,9 +269,16 @@ class _Read:
         dev_tiers = pc.take(tiers, by_device)
         tier_seq: Sequence[int] = _ints(pc.cast(dev_tiers, pa.uint8()), "B").tobytes() \
             if len(out.tiers) <= 256 else dev_tiers.to_pylist()
+        # each device's subscribers and revenue by tier (what an impact adds up)
+        sums = pa.table({"d": devices, "t": tiers, "u": units}).group_by(["d", "t"]).aggregate(
+            [("u", "sum"), ("u", "count")])
+        dev_sums: dict[str, dict[int, tuple[int, int]]] = {}
+        for code, tier, total, count in zip(*(sums.column(c).to_pylist() for c in (
+                "d", "t", "u_sum", "u_count")), strict=True):
+            dev_sums.setdefault(out.devices[code], {})[tier] = (count, total)
         return PartIndex(start, _ints(order, "i"), sorted_ids, _ints(by_device, "i"),
                          dev_range, tier_seq, _ints(pc.take(units, by_device), "q"),
-                         _ints(ranks_by_device, "i"))
+                         _ints(ranks_by_device, "i"), dev_sums)
 
 
 def _ints(values: Any, typecode: str, *, buffer: int = 1, extra: int = 0) -> array[Any]:

@@ -34,6 +34,8 @@ class PartIndex:
     # the ranks (counted in this part) of dev_rows, if worked out already; for a part that
     # is the whole table they are the index's dev_ranks
     dev_ranks: array[int] | None = None
+    # device -> tier number -> (subscribers, revenue units), if worked out already
+    dev_sums: dict[str, dict[int, tuple[int, int]]] | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """For another process (the ids joined by "\\n": see subscriber_csv)."""
@@ -96,6 +98,8 @@ class Index:
     dev_range: dict[str, tuple[int, int]]  # device -> its slice of the dev_ arrays
     dev_tiers: Sequence[int]  # tier numbers, in dev_rows order
     dev_units: array[int]  # revenue units, in dev_rows order
+    # device -> tier number -> (subscribers, revenue units), where worked out already
+    dev_sums: dict[str, dict[int, tuple[int, int]]] | None = None
 
 
 def merge(table: SubscriberTable, parts: Iterable[PartIndex]) -> Index:
@@ -128,7 +132,7 @@ def merge(table: SubscriberTable, parts: Iterable[PartIndex]) -> Index:
     whole = covered[0]
     if len(covered) == 1 and whole.start == 0 and whole.dev_ranks is not None:
         return Index(order, sorted_ids, whole.dev_ranks, whole.dev_range,
-                     whole.dev_tiers, whole.dev_units)
+                     whole.dev_tiers, whole.dev_units, whole.dev_sums)
     row_rank = array("i", bytes(4 * n))
     deque(map(row_rank.__setitem__, order, range(n)), maxlen=0)  # the inverse of order
     dev_rows: array[int] = array("i")

@@ -540,3 +540,17 @@ def test_off_the_loop_makes_load_inventory_load_as_a_reload(
         [here.subscribers[s] for s in list(here.subscribers)[::7]]
     load_inventory([inv_file])
     assert len(children) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0, max_value=300).flatmap(
+    lambda n: st.tuples(st.just(n), st.lists(st.integers(0, max(n - 1, 0)), unique=True,
+                                             max_size=n))))
+def test_picking_sorted_ids_by_mask_or_by_sort(case: tuple[int, list[int]]) -> None:
+    """Impacts list their subscribers in id order: a mask over all ids for many of them, a
+    sort of their ranks for a few; both give the ids at those ranks, in rank order."""
+    n, ranks = case
+    items = tuple(f"S-{i:04d}" for i in range(n))
+    want = tuple(items[r] for r in sorted(ranks))
+    assert inventory._pick_sorted(items, ranks) == want
+

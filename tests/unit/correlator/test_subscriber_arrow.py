@@ -257,6 +257,24 @@ def test_a_large_clean_file_is_read_by_arrow_the_same(tmp_path: Path, kind: str)
     assert same_inventory(yaml, 1024) == [True]
 
 
+def test_an_arrow_read_comes_with_every_devices_sums(tmp_path: Path) -> None:
+    """Arrow adds up each device's subscribers and revenue by tier while reading (an
+    impact reads them); they are what the pure-Python inventory works out when asked."""
+    big_file(tmp_path / "subs.csv", 5_000, {})
+    yaml = tmp_path / "inv.yaml"
+    yaml.write_text(f"devices:\n{DEVICES}subscriber_files: [subs.csv]\n")
+    with arrow(True, 2048) as calls:
+        fast_inv = load_inventory([yaml])
+    assert calls == [True]
+    ready = dict(fast_inv._dev_sums)  # before anything was asked
+    with arrow(False):
+        slow_inv = load_inventory([yaml])
+    assert slow_inv._dev_sums == {}
+    assert set(ready) == set(slow_inv._dev_range) and len(ready) == 7
+    assert ready == {d: slow_inv._device_sums(d) for d in slow_inv._dev_range}
+    assert sum(c for sums in ready.values() for c, _ in sums.values()) == 5_000
+
+
 # --- 3. an Arrow part merged with other rows ---------------------------------------------
 
 
