@@ -46,9 +46,11 @@ log = logging.getLogger(__name__)
 
 # kinds whose state the correlator watches itself (StateWatch), not the detectors
 STATE_KINDS = frozenset({"bgp_session_down", "ont_down"})
-# kinds judged against a learnt baseline: after a restart their detector resumes from the
-# open incident's evidence (Detectors.resume) instead of learning the degraded level
-BASELINE_KINDS = frozenset({"latency", "packet_loss", "usage_change"})
+# kinds whose detector, after a restart, resumes raised from the open incident's evidence
+# (Detectors.resume): the baseline kinds instead of learning the degraded level as the
+# normal, the others instead of waiting out raise_after_s again
+RESUMED_KINDS = frozenset({"latency", "packet_loss", "usage_change", "congestion", "errors",
+                           "plan_saturation"})
 
 
 class ConditionIncidents:
@@ -90,7 +92,7 @@ class ConditionIncidents:
             self.watch.restore(inc)
         elif is_condition_root(inc.root) and inc.kind != "repeated_failures":
             self._unconfirmed[inc.root] = now + self.condition_recheck
-            if inc.kind in BASELINE_KINDS and self.detectors.resume(Condition(
+            if inc.kind in RESUMED_KINDS and self.detectors.resume(Condition(
                     cast(ConditionKind, inc.kind), inc.device, inc.port or "", True,
                     inc.severity, inc.opened_at, inc.summary, inc.evidence, inc.subscriber)):
                 self._resumed.add(inc.root)
@@ -317,10 +319,10 @@ class ConditionIncidents:
 
     def _expire_unconfirmed(self, now: float, events: list[IncidentEvent]) -> None:
         """Condition incidents restored at start that nothing confirmed within
-        ``condition_recheck``: resolved. A detector that judges the current level
-        (congestion, errors, optics, plan) confirms by raising again; one that resumed
-        from the incident's baseline (``BASELINE_KINDS``) by having samples at all --
-        it then clears the incident only on samples back to normal."""
+        ``condition_recheck``: resolved. A detector that resumed raised
+        (``RESUMED_KINDS``) confirms by having samples at all -- it then clears the
+        incident only on samples back to normal; one that did not (optical power, or
+        evidence without the numbers) by raising again."""
         for root, deadline in list(self._unconfirmed.items()):
             if now < deadline:
                 continue

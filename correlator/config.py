@@ -120,6 +120,7 @@ class CorrelationConfig(Strict):
     )
     condition_recheck: float = Field(
         default=3600.0, gt=0, le=7 * 86_400,
-        description="after a restart, a condition incident (congestion, errors...) that its "
-                    "detector has not raised again within this many seconds is resolved",
+        description="after a restart, a condition incident (congestion, errors...) whose "
+                    "element its detector has not measured (optical power: not raised "
+                    "again) within this many seconds is resolved",
     )

@@ -236,12 +236,16 @@ class Detectors:
         return out
 
     def resume(self, cond: Condition) -> bool:
-        """After a restart, a raised condition of a baseline kind (latency, packet_loss,
-        usage_change: an open incident) taken up where it was -- raised, against the
-        baseline its evidence names -- so that only samples back near that normal clear
-        it. (A baseline learnt afresh would take the degraded level as the normal.)
-        False for the other kinds, a detector that is off, or evidence without the
-        numbers: those must be raised again."""
+        """After a restart, a raised condition (an open incident) taken up where it was,
+        raised, so that only samples that would clear it clear it:
+        - a baseline kind (latency, packet_loss, usage_change) against the baseline its
+          evidence names (a baseline learnt afresh would take the degraded level as the
+          normal);
+        - congestion, errors and plan_saturation in the direction, counter or subscriber
+          its evidence names (raising again would take ``raise_after_s``, which may be
+          longer than ``condition_recheck``: resolved, then opened again).
+        False for optical_power, a detector that is off, or evidence without the numbers:
+        those must be raised again."""
         config, ev = self._config, cond.evidence
         if not config.enabled or not cond.active:
             return False
@@ -267,14 +271,50 @@ class Detectors:
                 p = dev.ports[cond.instance] = _Port(cond.instance)
             p.usage.resume(before, _number(ev, "dev_bps") or 0.0, after,
                            str(ev.get("direction", "up")), cond.ts, params)
+        elif cond.kind in ("congestion", "errors", "plan_saturation"):
+            run = self._resumable_run(cond)
+            if run is None:
+                return False
+            run.active, run.since = True, -1.0
         else:
             return False
         self._active[key] = cond
         return True
 
+    def _resumable_run(self, cond: Condition) -> Run | None:
+        """The port's hysteresis that raised ``cond`` (congestion in or out, input or FCS
+        errors, the plan of its subscriber); None: that detector is off, or the evidence
+        does not say."""
+        tuned, ev = self._tuned, cond.evidence
+        if not cond.instance:
+            return None
+        if cond.kind == "congestion":
+            direction = ev.get("direction")
+            if tuned.congestion is None or direction not in ("in", "out"):
+                return None
+        elif cond.kind == "errors":
+            metric = ev.get("metric")
+            if not tuned.errors or metric not in (IF_IN_ERRORS, IF_IN_FCS_ERRORS):
+                return None
+        elif tuned.plan is None or not cond.subscriber:
+            return None
+        dev = self._devices.get(cond.device) or self._device(cond.device)
+        p = dev.ports.get(cond.instance)
+        if p is None:
+            p = dev.ports[cond.instance] = _Port(cond.instance)
+        if cond.kind == "congestion":
+            return p.cong_in if ev["direction"] == "in" else p.cong_out
+        if cond.kind == "errors":
+            return p.err if ev["metric"] == IF_IN_ERRORS else p.fcs
+        # the plan's subscriber: looked up again at the first sample (plan_gen), which
+        # clears it if the port's binding changed meanwhile
+        p.subscriber, p.plan_gen = cond.subscriber, -1
+        return p.plan
+
     def sampled(self, kind: str, device: str, instance: str) -> bool:
-        """Whether the detector of ``kind`` (latency, packet_loss, usage_change) had a
-        sample of this element since it started (or forgot the device)."""
+        """Whether the detector of ``kind`` (latency and packet_loss: a target; the
+        others: a port's counters) had a sample of this element since it started (or
+        forgot the device)."""
         dev = self._devices.get(device)
         if dev is None:
             return False

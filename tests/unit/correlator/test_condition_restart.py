@@ -184,6 +184,73 @@ def test_a_usage_change_still_going_on_after_a_restart_is_not_resolved(
     assert "traffic back near" in done.incident.timeline[-1].text
 
 
+# congestion raised after 30 min: longer than the recheck after a restart (10 min)
+SLOW = DetectionConfig(congestion=CongestionConfig(raise_after_s=1800, clear_after_s=300))
+
+
+def congested_then_restart(path: Path, clock: Clock, det: DetectionConfig = SLOW,
+                           ) -> tuple[Incident, Correlator, Traffic]:
+    """olt1's p1 congested inbound for 40 min (an incident), then netreflex restarts."""
+    c = Correlator(isp(), IncidentStore(path), clock=clock, detection=det)
+    t = Traffic(c, clock, "olt1", {"p1": 1000})
+    events: list[IncidentEvent] = []
+    for mbps in [10, 10] + [960] * 40:
+        events += t.step({"p1": mbps})
+    [ev] = events
+    assert ev.incident.kind == "congestion"
+    again = Correlator(isp(), IncidentStore(path), clock=clock, detection=det,
+                       condition_recheck=600)
+    t2 = Traffic(again, clock, "olt1", {"p1": 1000})
+    t2.octets = dict(t.octets)
+    return ev.incident, again, t2
+
+
+def test_congestion_still_going_on_after_a_restart_is_not_resolved_and_opened_again(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    inc, again, t = congested_then_restart(tmp_path / "i.db", clock)
+    for _ in range(45):  # 45 min still congested: past the recheck and raise_after_s
+        assert t.step({"p1": 960}) == []
+        assert again.tick() == []
+    assert list(again.open) == [inc.root]
+    for _ in range(4):  # back below the low mark, for less than clear_after_s (300 s)
+        assert t.step({"p1": 100}) == []
+    [done] = t.step({"p1": 100})
+    assert (done.type, done.incident.id) == ("resolved", inc.id)
+    assert done.incident.timeline[-1].text.startswith("cleared: p1 back below")
+
+
+def test_resumed_congestion_with_no_counters_resolves_after_the_recheck(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    inc, again, _ = congested_then_restart(tmp_path / "i.db", clock)
+    clock.now += 599
+    assert again.tick() == []
+    clock.now += 1
+    [gone] = again.tick()
+    assert (gone.type, gone.incident.id) == ("resolved", inc.id)
+    assert gone.incident.timeline[-1].text == \
+        "no measurements of it within 600s of a restart: resolved"
+
+
+def test_congestion_not_resumed_when_its_detector_is_now_off(tmp_path: Path) -> None:
+    clock = Clock()
+    path = tmp_path / "i.db"
+    inc, _, _ = congested_then_restart(path, clock)
+    off = DetectionConfig(congestion=CongestionConfig(enabled=False))
+    again = Correlator(isp(), IncidentStore(path), clock=clock, detection=off,
+                       condition_recheck=600)
+    t = Traffic(again, clock, "olt1", {"p1": 1000})
+    events: list[IncidentEvent] = []
+    for _ in range(10):  # 600 s: not raised again (it cannot be)
+        events += t.step({"p1": 960}) + again.tick()
+    [gone] = events
+    assert (gone.type, gone.incident.id) == ("resolved", inc.id)
+    assert "not raised again" in gone.incident.timeline[-1].text
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> IncidentStore:
     return IncidentStore(tmp_path / "incidents.db")

@@ -14,6 +14,7 @@ from correlator.detection import Condition, DetectionConfig, Detectors
 from correlator.inventory import Device, Inventory, Subscriber
 from probes.types import (
     DEVICE_RESTARTED,
+    IF_IN_ERRORS,
     IF_IN_FCS_ERRORS,
     IF_IN_OCTETS,
     IF_OUT_OCTETS,
@@ -292,6 +293,72 @@ def test_plan_saturation_clears_below_the_low_threshold() -> None:
     assert feed.step(out_bps=30e6) == []
     cleared = one(feed.step(out_bps=30e6))
     assert not cleared.active and cleared.subscriber == "s1"
+
+
+# --- taken up after a restart (Detectors.resume) -------------------------------------------
+
+def raised(kind: str, instance: str = PORT, subscriber: str | None = None,
+           **evidence: Any) -> Condition:
+    """An open incident's condition as a restart finds it in the store."""
+    return Condition(kind, "sw1", instance, True, "minor", 0.0, "",  # type: ignore[arg-type]
+                     evidence, subscriber)
+
+
+def test_resumed_errors_stay_raised_until_measured_back() -> None:
+    det = Detectors(quiet(errors={"raise_after_s": 600, "clear_after_s": 120}), inventory())
+    assert det.resume(raised("errors", metric=IF_IN_ERRORS))
+    assert [c.kind for c in det.active()] == ["errors"]
+    feed = Feed(det)
+    feed.first()
+    for _ in range(20):  # still bad, far past raise_after_s: nothing new to say
+        assert feed.step(8e6, eps=0.5) == []
+    assert feed.step(8e6, eps=0.0) == []  # low for 60 s of the 120 s it takes
+    cleared = one(feed.step(8e6, eps=0.0))
+    assert not cleared.active and cleared.kind == "errors" and det.active() == []
+
+
+def test_resumed_fcs_errors_are_the_fcs_counter() -> None:
+    det = Detectors(quiet(errors={"raise_after_s": 0, "clear_after_s": 0}), inventory())
+    assert det.resume(raised("errors", "et-0/0/0", metric=IF_IN_FCS_ERRORS))
+
+    def fcs(value: int, ts: float) -> list[Condition]:
+        return det.observe(Observation("sw1", "gnmi", IF_IN_FCS_ERRORS, "et-0/0/0", value, ts))
+
+    assert fcs(100, 0.0) == []
+    assert fcs(400, 60.0) == []  # still 5/s: still the one raised
+    cleared = one(fcs(400, 120.0))
+    assert not cleared.active and cleared.evidence["metric"] == IF_IN_FCS_ERRORS
+
+
+def test_what_cannot_be_resumed_is_refused() -> None:
+    det = Detectors(quiet(errors={}, plan_saturation={}), inventory())
+    assert not det.resume(raised("congestion", direction="in"))  # congestion is off here
+    assert not det.resume(raised("errors", metric="if_out_errors"))  # not a counter it judges
+    assert not det.resume(raised("errors", "", metric=IF_IN_ERRORS))  # no port
+    assert not det.resume(raised("plan_saturation", direction="out"))  # no subscriber
+    assert not det.resume(raised("optical_power", rx_dbm=-30.0))
+    assert det.active() == []
+
+
+def test_resumed_plan_saturation_keeps_its_subscriber_or_clears_on_a_new_binding() -> None:
+    inv = inventory(sub("s1", "sw1", PORT, plan=50))
+    det = Detectors(quiet(plan_saturation={"raise_after_s": 1800, "clear_after_s": 120}), inv)
+    assert det.resume(raised("plan_saturation", subscriber="s1", direction="out"))
+    feed = Feed(det)
+    feed.first()
+    for _ in range(5):
+        assert feed.step(out_bps=48e6) == []  # still saturated: the same condition
+    assert feed.step(out_bps=10e6) == []
+    cleared = one(feed.step(out_bps=10e6))
+    assert not cleared.active and cleared.subscriber == "s1"
+
+    moved = Detectors(quiet(plan_saturation={}), inventory(sub("s2", "sw1", PORT, plan=50)))
+    assert moved.resume(raised("plan_saturation", subscriber="s1", direction="out"))
+    feed = Feed(moved)
+    assert feed.first() == []
+    gone = one(feed.step(out_bps=48e6))  # the port is someone else's now
+    assert not gone.active and gone.subscriber == "s1"
+    assert gone.evidence == {"reason": "inventory changed"}
 
 
 # --- usage change-point -------------------------------------------------------------------
