@@ -83,6 +83,7 @@ class ConditionIncidents:
         self._folding: dict[str, tuple[str, ...]] = {}  # outage root -> conditions it explains
         self._held: dict[str, Finding] = {}  # raised while their outage is held down
         self._forgotten: set[str] = set()  # down devices whose detectors forgot them
+        self._forgotten_ports: set[tuple[str, str]] = set()  # down ports, the same
         self._resumed: set[str] = set()  # restored roots their detector took up again
         self._removed: list[IncidentEvent] | None = None  # for the next tick: _drop_removed
 
@@ -160,12 +161,13 @@ class ConditionIncidents:
         self.store.forget_hits(inc.id)  # its subscribers count with the outage
         log.info("incident merged incident=%s into=%s", inc.id, owner.id)
         events.append(IncidentEvent("merged", closed, now))
-        if inc.device in self.down_devices:
-            self._forget_device(inc.device)
+        self._forget_down(inc.device, (inc.port,) if inc.port else ())
 
     def _forget_dead(self) -> None:
-        """Devices whose outage incident is open: their detectors forget them (a
-        baseline or a counter from before the outage means nothing after it)."""
+        """Devices and ports whose outage incident is open: their detectors forget them
+        (a baseline or a counter from before the outage means nothing after it, and a
+        condition raised before it, now part of the outage, must be raised afresh when
+        the element is back)."""
         self._forgotten &= self.down_devices
         for dev in self.down_devices:
             if dev not in self._forgotten:
@@ -173,6 +175,29 @@ class ConditionIncidents:
                 if owner and owner in self.open:
                     self._forget_device(dev)
                     self._forgotten.add(dev)
+        self._forgotten_ports &= self.down_ports
+        for dev, port in self.down_ports:
+            if (dev, port) not in self._forgotten_ports:
+                owner = self._outage_of(dev, (port,))
+                if owner and owner in self.open:
+                    self._forget_port(dev, port)
+                    self._forgotten_ports.add((dev, port))
+
+    def _forget_down(self, device: str, ports: Iterable[str]) -> None:
+        """A condition on ``device`` (or these of its ports) is part of an open outage:
+        the detectors of what is down forget it."""
+        if device in self.down_devices:
+            self._forget_device(device)
+            return
+        for port in ports:
+            if (device, port) in self.down_ports:
+                self._forget_port(device, port)
+
+    def _forget_port(self, device: str, port: str) -> None:
+        """The port is down: its detectors start afresh when it is back."""
+        counts = self.stats.detections
+        for c in self.detectors.forget_port(device, port):
+            counts[c.kind, "cleared"] = counts.get((c.kind, "cleared"), 0) + 1
 
     def _forget_device(self, device: str) -> None:
         """The device is down: its detectors start afresh when it is back."""
@@ -203,6 +228,7 @@ class ConditionIncidents:
         self.down_ports = {k for k in self.down_ports if k[0] not in removed}
         self.recheck -= removed
         self._forgotten -= removed
+        self._forgotten_ports = {k for k in self._forgotten_ports if k[0] not in removed}
         for key in [k for k in self.ports if k[0] in removed]:
             del self.ports[key]
         for dev in removed:
@@ -246,8 +272,8 @@ class ConditionIncidents:
         if owner_key is not None:
             self.stats.folded += 1
             if owner_key in self.open:
-                if f.device in self.down_devices and f.kind not in STATE_KINDS:
-                    self._forget_device(f.device)
+                if f.kind not in STATE_KINDS:
+                    self._forget_down(f.device, f.fold_ports)
             elif f.kind not in STATE_KINDS:
                 self._held[f.root] = f  # the outage is held down: wait for its verdict
             return
@@ -314,8 +340,7 @@ class ConditionIncidents:
                 self._raise(f, now, events)
             elif owner_key in self.open:
                 del self._held[root]
-                if f.device in self.down_devices:
-                    self._forget_device(f.device)
+                self._forget_down(f.device, f.fold_ports)
 
     def _expire_unconfirmed(self, now: float, events: list[IncidentEvent]) -> None:
         """Condition incidents restored at start that nothing confirmed within

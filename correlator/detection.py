@@ -75,6 +75,10 @@ class _Port:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.reset()
+
+    def reset(self) -> None:
+        """Everything but the name as new (the port was down)."""
         self.ts = -1.0  # of the last values; -1: none
         self.i: int | None = None
         self.o: int | None = None
@@ -232,6 +236,27 @@ class Detectors:
                 out.append(Condition(
                     cond.kind, device, cond.instance, False, cond.severity, ts,
                     f"{_what(cond)}: no longer judged ({device} is gone)",
+                    {"reason": "forgotten"}, cond.subscriber))
+        return out
+
+    def forget_port(self, device: str, port: str) -> list[Condition]:
+        """The port went down: clear what it had raised and start its detectors afresh
+        (when it is back, its counters, runs and baseline from before mean nothing)."""
+        dev = self._devices.get(device)
+        if dev is not None:
+            p = dev.ports.get(port)
+            if p is not None:
+                p.reset()  # in place: dev.aligned holds it
+            for seen in [k for k in dev.obs if k[1] == port]:
+                del dev.obs[seen]
+        ts = dev.ts if dev is not None else 0.0
+        out = []
+        for key, cond in list(self._active.items()):
+            if cond.device == device and cond.instance == port:
+                del self._active[key]
+                out.append(Condition(
+                    cond.kind, device, port, False, cond.severity, ts,
+                    f"{_what(cond)}: no longer judged ({port} is down)",
                     {"reason": "forgotten"}, cond.subscriber))
         return out
 

@@ -518,7 +518,7 @@ class Correlator(ConditionIncidents):
                 continue  # its outage is still held down: merge when that one opens
             for root in roots:
                 self._fold(self.open[root], owner, now, events)
-        if self.down_devices:
+        if self.down_devices or self.down_ports:
             self._forget_dead()
         return events
 

@@ -157,6 +157,40 @@ def test_a_condition_on_a_device_that_goes_down_merges_into_the_outage(
     assert again.kind == "congestion" and again.id not in (cong.id, outage.id)
 
 
+def test_a_condition_on_a_port_that_goes_down_merges_and_comes_back_as_news(
+    store: IncidentStore,
+) -> None:
+    clock = Clock()
+    c = Correlator(isp(), store, clock=clock, detection=FAST)
+    c.observe([oper("olt1", "p1", 1)])
+    t = Traffic(c, clock, "olt1", {"p1": 1000})
+    cong = congest(t, "p1").incident
+    events = c.observe([oper("olt1", "p1", 2)])
+    by_type = {e.type: e.incident for e in events}
+    assert sorted(by_type) == ["merged", "opened"]
+    assert by_type["opened"].kind == "link_down"
+    assert by_type["merged"].id == cong.id
+    assert c.detectors.active() == []  # the port's detectors forgot it
+    # back up and congested again: a new incident (the detector had kept it raised)
+    c.observe([oper("olt1", "p1", 1)])
+    again = congest(t, "p1").incident
+    assert again.kind == "congestion" and again.id != cong.id
+    assert c.stats.detections["congestion", "cleared"] == 1  # forgotten, counted
+
+
+def test_the_detectors_forget_a_port_once_its_outage_opens(store: IncidentStore) -> None:
+    clock = Clock()
+    c = Correlator(isp(), store, clock=clock, detection=FAST)
+    c.observe([oper("olt1", "p1", 1)])
+    t = quiet(c, clock)
+    [outage] = c.observe([oper("olt1", "p1", 2)])
+    assert outage.incident.kind == "link_down"
+    c.observe([oper("olt1", "p1", 1)])
+    assert t.step({"p1": 950}) == []  # the first table after the outage is a new baseline
+    [ev] = t.step({"p1": 950})
+    assert ev.incident.kind == "congestion"
+
+
 def test_the_detectors_forget_a_device_once_its_outage_opens(store: IncidentStore) -> None:
     clock = Clock()
     c = Correlator(isp(), store, clock=clock, detection=FAST)
