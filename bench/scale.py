@@ -12,9 +12,7 @@ random order, typical columns filled in). Then, in a fresh process (so that gene
 does not count towards memory), it measures:
 
 1. **load**: ``load_inventory`` wall time, and resident memory after the load (VmRSS) and
-   at its peak (VmHWM) -- targets < 10 s and < 1 GB; then, as the reference run of this
-   session, the same load in another process with Arrow's path off (the pure-Python CSV
-   reader), and the ratio;
+   at its peak (VmHWM) -- targets < 10 s and < 1 GB;
 2. **impact** of one aggregation node failing: topology analysis + subscriber collection
    + revenue by tier, both the full recomputation (``analyse`` + ``subscribers_behind`` +
    ``compute_impact``) and the engine's incremental path (``topology.Analyser``, when
@@ -32,8 +30,11 @@ does not count towards memory), it measures:
    interface row counts as one observation) and a ping RTT; a PON port now and then runs
    at 95 % of its speed for a few polls (``--congestion-rate``), and the congestion
    detector raises at once (``raise_after_s: 0``), so conditions open and resolve;
-4. **reload**: ``reload_inventory`` in a thread (when present): its wall time and the
-   longest stall of the event loop meanwhile.
+4. **reload**: ``reload_inventory`` in a thread (when present): its wall time, the
+   longest stall of the event loop meanwhile, and the peaks of this process (VmHWM reset
+   just before) and of the loading child;
+5. **reference**: the same load as in 1, now, in another process with Arrow's path off
+   (the pure-Python CSV reader), and the ratio to 1.
 
 Options: ``--subscribers``, ``--ports``, ``--per-agg``, ``--observations`` (per run),
 ``--max-cpu`` (seconds per run, whichever ends first), ``--fault-rate``, ``--seed``,
@@ -206,12 +207,6 @@ def measure(base: Path, args: argparse.Namespace, meta: dict[str, Any]) -> None:
            rss < 2**30)
     report("  of which the inventory (VmRSS - before)", (rss - rss0) / 2**20, "MiB", "", None)
     report("peak resident memory (VmHWM)", hwm / 2**20, "MiB", "< 1024 MiB", hwm < 2**30)
-    if not args.skip_reference:
-        ref_s = reference_load(base)
-        if ref_s is not None:
-            report("  reference: the pure-Python reader, same files, now", ref_s, "s", "", None)
-            print(f"  {'  load_inventory is faster by':<66} {ref_s / load_s:>11.1f} x",
-                  flush=True)
 
     # --- 2. impact of an aggregation node failure -------------------------------------
     agg = "agg000"
@@ -284,16 +279,35 @@ def measure(base: Path, args: argparse.Namespace, meta: dict[str, Any]) -> None:
         gc.collect()
         print("4. reload_inventory (off the event loop, the old inventory still loaded)")
         old = load_inventory([base / "inventory.yaml"])
+        peak_reset = reset_peak()  # VmHWM from here on: the reload's, not the run's so far
         lag, took = asyncio.run(_reload(reload_fn, base))
         report("reload_inventory wall time", took, "s", "", None)
         report("longest event-loop stall during the reload", lag * 1e3, "ms", "", None)
-        report("peak resident memory (VmHWM, both loaded)", vm("VmHWM") / 2**20, "MiB", "",
-               None)
+        report("peak resident memory (VmHWM, both loaded)" if peak_reset else
+               "peak resident memory (VmHWM, whole run: could not reset it)",
+               vm("VmHWM") / 2**20, "MiB", "", None)
         # a large reload is loaded by another process (then its own CSV reader): the
-        # largest of the processes this one waited for
+        # largest of the processes this one waited for (the reference run comes after)
         report("  peak resident memory of a loading child process (ru_maxrss)",
                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**10, "MiB", "", None)
         del old
+
+    # --- 5. reference -------------------------------------------------------------------
+    if not args.skip_reference:
+        ref_s = reference_load(base)
+        if ref_s is not None:
+            print("5. reference: the same load with the pure-Python CSV reader, now")
+            report("load_inventory, Arrow's path off (another process)", ref_s, "s", "", None)
+            report("  load_inventory (section 1) is faster by", ref_s / load_s, "x", "", None)
+
+
+def reset_peak() -> bool:
+    """Reset this process's VmHWM to its VmRSS (Linux: 5 to clear_refs); False: cannot."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def reference_load(base: Path) -> float | None:
