@@ -177,7 +177,7 @@ class _Reader:
         while block := fh.read(_BLOCK):
             if not block.endswith("\n"):
                 block += fh.readline()  # whole lines only
-            if not self._plain(block):
+            if not self._plain(block) and not self._quoted(block):
                 self._by_line(block, fh)
 
     def _plain(self, block: str) -> bool:
@@ -212,6 +212,32 @@ class _Reader:
             self.out.extend(chunk, self.file, numbers)
         else:
             self._rows([list(row) for row in zip(*cols, strict=True)], numbers)
+        return True
+
+    def _quoted(self, block: str) -> bool:
+        """A block with quotes, read by one strict ``csv`` reader: strict only refuses
+        input (a quote out of place, a quoted field going on past the block), so what it
+        takes it reads as ``_by_line`` would, in a fraction of the time (one reader, not
+        one a line). False: refused, nothing read."""
+        if '"' not in block:
+            return False
+        reader = csv.reader(io.StringIO(block, newline=""), strict=True)
+        try:
+            rows = list(reader)
+        except csv.Error:
+            return False
+        numbers: Sequence[int] = range(self.line + 1, self.line + 1 + len(rows))
+        if len(rows) != reader.line_num or not all(rows):
+            # a record of several lines, or blank lines (skipped): number them one by one
+            reader = csv.reader(io.StringIO(block, newline=""), strict=True)
+            rows, numbers = [], []
+            for row in reader:
+                if row:
+                    rows.append(row)
+                    numbers.append(self.line + reader.line_num)
+        self.line += reader.line_num
+        for at in range(0, len(rows), _CHUNK):
+            self._rows(rows[at:at + _CHUNK], numbers[at:at + _CHUNK])
         return True
 
     def _by_line(self, block: str, fh: IO[str]) -> None:

@@ -240,6 +240,42 @@ def test_a_file_with_quotes_is_read_by_one_process(tmp_path: Path,
     assert fast(path, parallel=True) == reference(path)
 
 
+@pytest.mark.parametrize("block", [64, 300, 1 << 16])
+def test_quoted_blocks_read_as_line_by_line(tmp_path: Path, block: int,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block with quotes is read by one strict csv reader when it can be (every record
+    complete and well formed), else line by line: the same subscribers, problems and
+    lines either way, also when a quoted field goes on past the end of a block."""
+    path = tmp_path / "subs.csv"
+    out = io.StringIO()
+    w = csv.writer(out, quoting=csv.QUOTE_ALL)
+    w.writerow(["id", "name", "device", "port", "monthly_revenue"])
+    for i in range(400):
+        name = ["Smith, J.", 'the "big" one', "two\nlines", "plain"][i % 4] + "." * (i % 7)
+        w.writerow([f"S-{i:04d}", name, "olt1", "p1", "x" if i % 97 == 5 else "30"])
+        if i % 50 == 7:
+            out.write("\r\n")  # a blank line
+    text = out.getvalue().replace('"S-0011","plain', '"S-0011"x,"plain')  # not strict
+    path.write_text(text, newline="")
+    monkeypatch.setattr(subscriber_csv, "_BLOCK", block)
+    calls: list[bool] = []
+    real = subscriber_csv._Reader._quoted
+
+    def spy(self: subscriber_csv._Reader, text: str) -> bool:
+        calls.append(real(self, text))
+        return calls[-1]
+
+    monkeypatch.setattr(subscriber_csv._Reader, "_quoted", spy)
+    got = fast(path)
+    assert got == reference(path)
+    assert len(got[0]) == 400 - 5 and len(got[1]) == 5  # 5 bad revenues
+    assert "S-0011x" in {sub.id for sub in got[0]}  # as csv reads a quote out of place
+    if block == 1 << 16:
+        assert calls == [False]  # the whole file, with a quote out of place: line by line
+    else:
+        assert True in calls and False in calls
+
+
 # --- the inventory ----------------------------------------------------------------------
 
 
