@@ -8,9 +8,10 @@ the single rows, the pydantic model decides and explains: problems read
 
 A large file is read by Arrow (``subscriber_arrow``) when that path takes it: every file
 without quotes, odd line ends or a value the converters refuse. Otherwise, a large file
-without quotes is read by two processes: this one reads the first half while a second
-Python process reads the second half and sends its columns back (text packed, arrays as
-bytes); if anything goes wrong with it, this process reads that half itself.
+is read by two processes: this one reads the first half while a second Python process
+reads the second half and sends its columns back (text packed, arrays as bytes); if
+anything goes wrong with it, or a quoted field goes on past the split (the second one
+started inside it), this process reads that half itself.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ _BLOCK = 1 << 18  # characters read at a time
 _CHUNK = 4096  # rows converted at a time on the line-by-line path
 PARALLEL_FROM = 32 << 20  # bytes: smaller files are read by this process alone
 ARROW_FROM = 8 << 20  # bytes: larger files are read by Arrow first (see subscriber_arrow)
+# pyarrow here: the table is indexed whole in Arrow (subscriber_index.merge), so the two
+# processes reading a file do not index their parts
+_ARROW = subscriber_arrow.available()
 
 
 def load_csv(path: Path, out: SubscriberTable, *, parallel: bool = True) -> list[Problem]:
@@ -74,6 +78,8 @@ def load_csv(path: Path, out: SubscriberTable, *, parallel: bool = True) -> list
             if worker is not None:
                 worker.start(file, header, split, size)
             reader = _Reader(file, header, out, line)
+            if worker is not None:  # for a record that goes on past the split, if any
+                reader.after = _text(raw, split, size)
             first = len(out)
             try:
                 reader.read(_text(raw, start, split))
@@ -81,9 +87,15 @@ def load_csv(path: Path, out: SubscriberTable, *, parallel: bool = True) -> list
                 if worker is not None:
                     worker.stop()
                 raise
-            if worker is not None:
-                # index this part while the worker finishes (and indexes) the other
-                out.parts.append(index_part(out, first, len(out)))
+            if worker is not None and reader.after is not None and reader.crossed:
+                # a quoted field went on past the split: the worker started inside it
+                worker.stop()
+                rest, reader.after = reader.after, None
+                reader.read(rest)
+            elif worker is not None:
+                if not _ARROW:  # else the whole table is indexed in Arrow (merge)
+                    # index this part while the worker finishes (and indexes) the other
+                    out.parts.append(index_part(out, first, len(out)))
                 if not worker.merge(out, reader):
                     reader.read(_text(raw, split, size))
             return reader.problems
@@ -146,19 +158,13 @@ def _text(raw: BinaryIO, start: int, end: int) -> IO[str]:
 
 
 def _split(raw: BinaryIO, start: int, size: int) -> int:
-    """Where a second process should start: a line near the middle of a large file
-    without quotes (a quoted field may hold line breaks); ``size``: not worth it."""
+    """Where a second process should start: a line near the middle of a large file;
+    ``size``: not worth it. (A quoted field may hold line breaks: if one goes on past
+    the split, this process reads on and the second one's part is not used.)"""
     if size - start < PARALLEL_FROM or (os.cpu_count() or 1) < 2:
         return size
-    fd, pos = raw.fileno(), start
-    while pos < size:  # no quotes anywhere
-        block = os.pread(fd, 1 << 22, pos)
-        if b'"' in block:
-            return size
-        pos += len(block)
-    # a little past the middle: the worker sends its part back, and this process merges
-    middle = start + (size - start) * 50 // 100
-    after = os.pread(fd, 1 << 16, middle).find(b"\n")
+    middle = start + (size - start) // 2
+    after = os.pread(raw.fileno(), 1 << 16, middle).find(b"\n")
     return size if after < 0 else middle + after + 1
 
 
@@ -172,6 +178,10 @@ class _Reader:
         self.line = line  # the last line read
         self.columns = _Columns({c: i for i, c in enumerate(header)}, out)
         self.problems: list[Problem] = []
+        # the text after this reader's part (another process reads it), and whether a
+        # record went on into it
+        self.after: IO[str] | None = None
+        self.crossed = False
 
     def read(self, fh: IO[str]) -> None:
         while block := fh.read(_BLOCK):
@@ -243,7 +253,7 @@ class _Reader:
     def _by_line(self, block: str, fh: IO[str]) -> None:
         """Records as ``csv.reader`` reads them; a quoted field may go on past the block."""
         lines = io.StringIO(block, newline="")
-        more = chain(lines, fh)
+        more = chain(lines, fh, self._past())
         rows: list[list[str]] = []
         numbers: list[int] = []
         for line in lines:
@@ -261,6 +271,13 @@ class _Reader:
                     rows, numbers = [], []
         if rows:
             self._rows(rows, numbers)
+
+    def _past(self) -> Iterator[str]:
+        """Lines after this reader's part, for a record that goes on into them."""
+        if self.after is not None:
+            for line in self.after:
+                self.crossed = True
+                yield line
 
     def _counted(self, lines: Iterator[str]) -> Iterator[str]:
         for line in lines:
@@ -391,7 +408,8 @@ class Worker:
         out.consent.extend(got["consent"])
         out.lines.extend(map(operator.add, ints_from(got["lines"], "l"), repeat(offset)))
         out.bindings.update((devices[d], ports[p]) for d, p in got["bindings"])
-        out.parts.append(PartIndex.from_wire(got["index"], len(out) - n, tiers))
+        if got["index"] is not None:
+            out.parts.append(PartIndex.from_wire(got["index"], len(out) - n, tiers))
         reader.problems.extend(replace(p, line=p.line + offset) if p.line else p
                                for p in got["problems"])
         reader.line += got["last_line"]
@@ -415,7 +433,7 @@ def _work(file: str, start: int, end: int, header: list[str], out: BinaryIO) -> 
         tiers=table.tiers, tier=table.tier.tobytes(), consent=bytes(table.consent),
         lines=table.lines.tobytes(), problems=reader.problems, last_line=reader.line,
         bindings=list(table.bindings),
-        index=index_part(table, 0, len(table)).to_wire(),
+        index=None if _ARROW else index_part(table, 0, len(table)).to_wire(),
     )
     out.write(pickle.dumps(got, protocol=pickle.HIGHEST_PROTOCOL))
     out.flush()

@@ -4,7 +4,9 @@ Two orders: by id (impacts list subscribers sorted; lookups bisect) and by devic
 subscribers behind a device, and their revenue by tier, are slices). Each part of the
 table -- the rows one process read -- is indexed on its own, so that two processes index
 their halves at the same time; ``merge`` then puts the parts together (merging sorted
-runs), which costs far less than indexing the whole table at once.
+runs), which costs far less than indexing the whole table at once in Python. With pyarrow
+here, a large table is indexed whole in Arrow instead (``subscriber_arrow.index_rows``;
+a file Arrow read comes indexed already).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from itertools import accumulate, chain, islice, repeat
 from typing import Any
 
 from correlator.subscribers import SubscriberTable
+
+ARROW_FROM = 1 << 16  # rows: a larger table is indexed whole in Arrow (if pyarrow is here)
 
 
 @dataclass(slots=True)
@@ -107,9 +111,17 @@ def merge(table: SubscriberTable, parts: Iterable[PartIndex]) -> Index:
     beginning where the one before ends); rows no part covers are indexed here. Raises
     ValueError on duplicate ids."""
     n = len(table.ids)
+    parts = sorted(parts, key=lambda p: p.start)
+    if n >= ARROW_FROM and not (len(parts) == 1 and parts[0].dev_ranks is not None
+                                and len(parts[0].order) == n):
+        from correlator import subscriber_arrow  # (it imports this module)
+
+        whole = subscriber_arrow.index_rows(table, 0, n)
+        if whole is not None:  # the whole table at once, in Arrow: faster than merging
+            parts = [whole]
     covered: list[PartIndex] = []
     at = 0
-    for part in sorted(parts, key=lambda p: p.start):
+    for part in parts:
         if part.start > at:
             covered.append(index_part(table, at, part.start))
         covered.append(part)

@@ -229,15 +229,46 @@ def test_two_processes_read_a_large_file_as_one_does(tmp_path: Path,
     assert one[1][1].startswith(f"{path}:15002: monthly_revenue: ")
 
 
-def test_a_file_with_quotes_is_read_by_one_process(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("across", [False, True])
+def test_a_file_with_quotes_is_read_by_two_processes_unless_a_field_spans_the_split(
+    tmp_path: Path, across: bool, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A quoted field may hold line breaks, so the split may fall inside one: then this
+    process reads on past it, and the other process's part (begun inside the field) is
+    not used. Either way: what one process reads, at the same lines."""
     path = tmp_path / "subs.csv"
-    big_file(path, 2_000, {})
-    path.write_text(path.read_text() + 'S-x,"a\nb",olt1,p1,30,,,,,\n')
+    big_file(path, 2_000, {1_500: "x"})
+    lines = path.read_text().splitlines(keepends=True)
+    lines[999] = lines[999].replace(",A-998,", ',"A-998,\nsecond line\n",', 1)
+    lines[1_200] = lines[1_200].replace(",A-1199,", ',"A ""1199""",', 1)
+    path.write_text("".join(lines))
+    data = path.read_bytes()
+    # the split: after the line that opens the quoted field (inside it), or before that line
+    at = data.index(b'"A-998,\n') + len(b'"A-998,\n') if across else \
+        data.rindex(b"\n", 0, data.index(b'"A-998,')) + 1
     monkeypatch.setattr(subscriber_csv, "PARALLEL_FROM", 0)
-    size = path.stat().st_size
-    assert subscriber_csv._split(path.open("rb"), 10, size) == size
-    assert fast(path, parallel=True) == reference(path)
+    monkeypatch.setattr(subscriber_csv, "_split", lambda raw, start, size: at)
+    stopped: list[bool] = []
+    merged: list[bool] = []
+    real_stop, real_merge = subscriber_csv.Worker.stop, subscriber_csv.Worker.merge
+
+    def stop(self: subscriber_csv.Worker) -> None:
+        stopped.append(True)
+        real_stop(self)
+
+    def merge(self: subscriber_csv.Worker, out: SubscriberTable,
+              reader: subscriber_csv._Reader) -> bool:
+        merged.append(real_merge(self, out, reader))
+        return merged[-1]
+
+    monkeypatch.setattr(subscriber_csv.Worker, "stop", stop)
+    monkeypatch.setattr(subscriber_csv.Worker, "merge", merge)
+    two = fast(path, parallel=True)
+    assert two == fast(path) == reference(path)
+    assert two[0][998].account == "A-998,\nsecond line\n"
+    assert two[1] == [f"{path}:1504: monthly_revenue: Input should be a valid number, "
+                      "unable to parse string as a number (got 'x')"]
+    assert (stopped, merged) == (([True], []) if across else ([], [True]))
 
 
 @pytest.mark.parametrize("block", [64, 300, 1 << 16])

@@ -275,6 +275,41 @@ def test_an_arrow_read_comes_with_every_devices_sums(tmp_path: Path) -> None:
     assert sum(c for sums in ready.values() for c, _ in sums.values()) == 5_000
 
 
+def test_a_table_read_in_python_is_indexed_whole_in_arrow_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A large table the pure-Python reader read (here: quotes, so Arrow's reader declines
+    it; and inline YAML rows before it) is indexed whole in Arrow (index_rows): the same
+    inventory as ``index_part`` gives, and each device's sums come with it."""
+    from correlator import subscriber_index
+
+    big_file(tmp_path / "subs.csv", 4_000, {})
+    text = (tmp_path / "subs.csv").read_text().replace("A-7,", '"A-7",', 1)
+    (tmp_path / "subs.csv").write_text(text)
+    yaml = tmp_path / "inv.yaml"
+    yaml.write_text(
+        f"devices:\n{DEVICES}subscribers:\n"
+        "  - {id: S-zz, device: olt3, port: y, monthly_revenue: 1, sla_tier: gold}\n"
+        "  - {id: A-0, device: olt1, port: y, monthly_revenue: 2}\n"
+        "subscriber_files: [subs.csv]\n")
+    monkeypatch.setattr(subscriber_index, "ARROW_FROM", 1 << 40)
+    want = load_inventory([yaml])
+    monkeypatch.setattr(subscriber_index, "ARROW_FROM", 0)
+    calls: list[int] = []
+    real = subscriber_arrow.index_rows
+
+    def spy(table: SubscriberTable, start: int, end: int) -> Any:
+        calls.append(end - start)
+        return real(table, start, end)
+
+    monkeypatch.setattr(subscriber_arrow, "index_rows", spy)
+    with arrow(True, 1024) as read_calls:
+        got = load_inventory([yaml])
+    assert read_calls == [False] and calls == [4_002]  # quotes: read in Python, then indexed
+    assert inventory_internals(got) == inventory_internals(want)
+    assert got._dev_sums == {d: want._device_sums(d) for d in want._dev_range}
+
+
 # --- 3. an Arrow part merged with other rows ---------------------------------------------
 
 
