@@ -363,7 +363,8 @@ class Worker:
         assert self.proc.stdin is not None
         try:
             with self.proc.stdin:
-                self.proc.stdin.write(pickle.dumps((file, start, end, header)))
+                # its part indexed there too, unless the table is indexed in Arrow
+                self.proc.stdin.write(pickle.dumps((file, start, end, header, not _ARROW)))
         except OSError:  # it died: merge() says so
             pass
 
@@ -416,7 +417,8 @@ class Worker:
         return True
 
 
-def _work(file: str, start: int, end: int, header: list[str], out: BinaryIO) -> None:
+def _work(file: str, start: int, end: int, header: list[str], index: bool,
+          out: BinaryIO) -> None:
     """In the worker: read the part, write the columns (pickled) to ``out``."""
     gc.disable()  # as in load_inventory: millions of objects, no cycles
     table = SubscriberTable()
@@ -433,7 +435,7 @@ def _work(file: str, start: int, end: int, header: list[str], out: BinaryIO) -> 
         tiers=table.tiers, tier=table.tier.tobytes(), consent=bytes(table.consent),
         lines=table.lines.tobytes(), problems=reader.problems, last_line=reader.line,
         bindings=list(table.bindings),
-        index=None if _ARROW else index_part(table, 0, len(table)).to_wire(),
+        index=index_part(table, 0, len(table)).to_wire() if index else None,
     )
     out.write(pickle.dumps(got, protocol=pickle.HIGHEST_PROTOCOL))
     out.flush()
@@ -443,5 +445,5 @@ def _main() -> None:
     """The worker's entry point (see ``Worker``): its part on stdin, or nothing to do."""
     job = sys.stdin.buffer.read()
     if job:
-        file, start, end, header = pickle.loads(job)
-        _work(file, start, end, header, sys.stdout.buffer)
+        file, start, end, header, index = pickle.loads(job)
+        _work(file, start, end, header, index, sys.stdout.buffer)

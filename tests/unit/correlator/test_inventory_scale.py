@@ -466,8 +466,11 @@ def test_fast_yaml_leaves_irregular_files_to_load_yaml(tmp_path: Path, text: str
         assert (got.data, got.lines) == (want.data, want.lines)
 
 
-def test_an_inventory_indexed_in_two_parts_is_the_same(tmp_path: Path,
+@pytest.mark.parametrize("arrow", [True, False], ids=["arrow-here", "no-arrow"])
+def test_an_inventory_indexed_in_two_parts_is_the_same(tmp_path: Path, arrow: bool,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes read the file; without pyarrow each indexes its part (and the parts
+    are merged), with it neither does (the table is indexed whole)."""
     big_file(tmp_path / "subs.csv", 6_000, {})
     devices = "".join(f"  olt{i}: {{}}\n" for i in range(7))
     (tmp_path / "inv.yaml").write_text(
@@ -477,7 +480,17 @@ def test_an_inventory_indexed_in_two_parts_is_the_same(tmp_path: Path,
     one = load_inventory([tmp_path / "inv.yaml"])
     monkeypatch.setattr(subscriber_csv, "PARALLEL_FROM", 0)
     monkeypatch.setattr(subscriber_csv, "_BLOCK", 1 << 15)
+    monkeypatch.setattr(subscriber_csv, "_ARROW", arrow)
+    parts: list[int] = []
+    real_merge = inventory.merge_index
+
+    def merge(table: SubscriberTable, got: Any) -> Any:
+        parts.append(len(list(table.parts)))
+        return real_merge(table, table.parts)
+
+    monkeypatch.setattr(inventory, "merge_index", merge)
     two = load_inventory([tmp_path / "inv.yaml"])
+    assert parts == [0 if arrow else 2]
     assert list(two.subscribers) == list(one.subscribers)
     assert [two.subscribers[s] for s in list(two.subscribers)[::97]] == \
         [one.subscribers[s] for s in list(one.subscribers)[::97]]
