@@ -6,7 +6,7 @@ for each *distinct* text of a column (dictionary encoding), so what is accepted 
 converts to cannot differ from the pure-Python reader; the e-mail and phone patterns run
 in Arrow (RE2) only where they mean the same as Python's (see ``_EMAIL_ASCII``). The ids
 are sorted and the part of the inventory index this file makes (``PartIndex``) is built
-in Arrow too.
+in Arrow too; so is the index of a large table read some other way (``index_rows``).
 
 Anything this path does not take, and ``read`` returns False having changed nothing: the
 pure-Python reader reads the file and reports its problems as it always has
@@ -49,8 +49,6 @@ _TEXT = ("account", "name", "onu_id", "modem_mac", "cpe_mac", "email", "phone")
 _NOT_AT_OR_SPACE = r"[^@\t\n\v\f\r\x1c-\x1f ]"
 _EMAIL_ASCII = rf"^(?:|{_NOT_AT_OR_SPACE}+@{_NOT_AT_OR_SPACE}+\.{_NOT_AT_OR_SPACE}+)$"
 _PHONE = r"^(?:|\+?[0-9 ()-]{5,20})$"  # subscribers._PHONE, or empty (ASCII either way)
-
-
 BLOCK = 1 << 20  # bytes Arrow parses at a time (a chunk of every column)
 _LONE_CR = re.compile(rb"\r(?!\n)")  # csv would end a line there; refused
 
