@@ -195,14 +195,15 @@ class ConditionIncidents:
 
     def _forget_port(self, device: str, port: str) -> None:
         """The port is down: its detectors start afresh when it is back."""
-        counts = self.stats.detections
-        for c in self.detectors.forget_port(device, port):
-            counts[c.kind, "cleared"] = counts.get((c.kind, "cleared"), 0) + 1
+        self._count_cleared(self.detectors.forget_port(device, port))
 
     def _forget_device(self, device: str) -> None:
         """The device is down: its detectors start afresh when it is back."""
+        self._count_cleared(self.detectors.forget(device))
+
+    def _count_cleared(self, conditions: Iterable[Condition]) -> None:
         counts = self.stats.detections
-        for c in self.detectors.forget(device):
+        for c in conditions:
             counts[c.kind, "cleared"] = counts.get((c.kind, "cleared"), 0) + 1
 
     def _drop_removed(self) -> None:

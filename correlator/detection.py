@@ -228,16 +228,7 @@ class Detectors:
     def forget(self, device: str) -> list[Condition]:
         """The device went away: clear whatever it had raised and drop its state."""
         dev = self._devices.pop(device, None)
-        ts = dev.ts if dev is not None else 0.0
-        out = []
-        for key, cond in list(self._active.items()):
-            if cond.device == device:
-                del self._active[key]
-                out.append(Condition(
-                    cond.kind, device, cond.instance, False, cond.severity, ts,
-                    f"{_what(cond)}: no longer judged ({device} is gone)",
-                    {"reason": "forgotten"}, cond.subscriber))
-        return out
+        return self._clear(device, None, dev.ts if dev is not None else 0.0, f"{device} is gone")
 
     def forget_port(self, device: str, port: str) -> list[Condition]:
         """The port went down: clear what it had raised and start its detectors afresh
@@ -249,15 +240,18 @@ class Detectors:
                 p.reset()  # in place: dev.aligned holds it
             for seen in [k for k in dev.obs if k[1] == port]:
                 del dev.obs[seen]
-        ts = dev.ts if dev is not None else 0.0
+        return self._clear(device, port, dev.ts if dev is not None else 0.0, f"{port} is down")
+
+    def _clear(self, device: str, instance: str | None, ts: float, why: str) -> list[Condition]:
+        """Clear what the device (``instance`` None) or one of its elements had raised."""
         out = []
         for key, cond in list(self._active.items()):
-            if cond.device == device and cond.instance == port:
+            if cond.device == device and instance in (None, cond.instance):
                 del self._active[key]
                 out.append(Condition(
-                    cond.kind, device, port, False, cond.severity, ts,
-                    f"{_what(cond)}: no longer judged ({port} is down)",
-                    {"reason": "forgotten"}, cond.subscriber))
+                    cond.kind, device, cond.instance, False, cond.severity, ts,
+                    f"{_what(cond)}: no longer judged ({why})", {"reason": "forgotten"},
+                    cond.subscriber))
         return out
 
     def resume(self, cond: Condition) -> bool:
@@ -290,12 +284,9 @@ class Detectors:
             before, after = _number(ev, "before_bps"), _number(ev, "after_bps")
             if params is None or before is None or after is None or not cond.instance:
                 return False
-            dev = self._devices.get(cond.device) or self._device(cond.device)
-            p = dev.ports.get(cond.instance)
-            if p is None:
-                p = dev.ports[cond.instance] = _Port(cond.instance)
-            p.usage.resume(before, _number(ev, "dev_bps") or 0.0, after,
-                           str(ev.get("direction", "up")), cond.ts, params)
+            self._port(cond.device, cond.instance).usage.resume(
+                before, _number(ev, "dev_bps") or 0.0, after, str(ev.get("direction", "up")),
+                cond.ts, params)
         elif cond.kind in ("congestion", "errors", "plan_saturation"):
             run = self._resumable_run(cond)
             if run is None:
@@ -317,22 +308,19 @@ class Detectors:
             direction = ev.get("direction")
             if tuned.congestion is None or direction not in ("in", "out"):
                 return None
-        elif cond.kind == "errors":
+            p = self._port(cond.device, cond.instance)
+            return p.cong_in if direction == "in" else p.cong_out
+        if cond.kind == "errors":
             metric = ev.get("metric")
             if not tuned.errors or metric not in (IF_IN_ERRORS, IF_IN_FCS_ERRORS):
                 return None
-        elif tuned.plan is None or not cond.subscriber:
+            p = self._port(cond.device, cond.instance)
+            return p.err if metric == IF_IN_ERRORS else p.fcs
+        if tuned.plan is None or not cond.subscriber:
             return None
-        dev = self._devices.get(cond.device) or self._device(cond.device)
-        p = dev.ports.get(cond.instance)
-        if p is None:
-            p = dev.ports[cond.instance] = _Port(cond.instance)
-        if cond.kind == "congestion":
-            return p.cong_in if ev["direction"] == "in" else p.cong_out
-        if cond.kind == "errors":
-            return p.err if ev["metric"] == IF_IN_ERRORS else p.fcs
         # the plan's subscriber: looked up again at the first sample (plan_gen), which
         # clears it if the port's binding changed meanwhile
+        p = self._port(cond.device, cond.instance)
         p.subscriber, p.plan_gen = cond.subscriber, -1
         return p.plan
 
@@ -364,6 +352,14 @@ class Detectors:
         dev = self._devices[device] = _Device()
         return dev
 
+    def _port(self, device: str, name: str) -> _Port:
+        """A port's state (new if none yet)."""
+        dev = self._devices.get(device) or self._device(device)
+        p = dev.ports.get(name)
+        if p is None:
+            p = dev.ports[name] = _Port(name)
+        return p
+
     def _align(self, dev: _Device, names: list[str]) -> list[_Port]:
         ports = dev.ports
         for name in names:
@@ -391,9 +387,7 @@ class Detectors:
         key = (obs.name, obs.instance)
         last = dev.obs.get(key)
         dev.obs[key] = (value, ts)
-        p = dev.ports.get(obs.instance)
-        if p is None:
-            p = dev.ports[obs.instance] = _Port(obs.instance)
+        p = self._port(obs.device, obs.instance)
         if last is None:
             return []
         prev, start = last

@@ -146,12 +146,18 @@ class _Read:
 
     def converted(self, name: str, convert: Callable[[str], Any], kind: Any) -> Any:
         """Each row's value converted (an Arrow array of ``kind``)."""
-        texts, indices = self.encoded(name)
+        return self.by_row(name, self.distinct(name, convert), kind)
+
+    def distinct(self, name: str, convert: Callable[[str], Any]) -> list[Any]:
+        """A column's distinct texts converted (``encoded``'s order)."""
         try:
-            values = list(map(convert, texts))
+            return list(map(convert, self.encoded(name)[0]))
         except (ValueError, KeyError):
             raise _Declined from None
-        return self.pc.take(self.pa.array(values, kind), indices)
+
+    def by_row(self, name: str, values: list[Any], kind: Any) -> Any:
+        """Each row's value of ``values`` (one per distinct text), an Arrow array."""
+        return self.pc.take(self.pa.array(values, kind), self.encoded(name)[1])
 
     def matches(self, name: str, pattern: str) -> bool:
         column = self.col(name)
@@ -178,9 +184,9 @@ class _Read:
         port_texts, port_ix = self.encoded("port")
         if "" in device_texts or "" in port_texts:
             raise _Declined
-        revenue = self.converted("monthly_revenue", _decimal, pa.float64())
-        units = self.converted("monthly_revenue", lambda v: round(_decimal(v) * UNITS),
-                               pa.int64())
+        money = self.distinct("monthly_revenue", _decimal)
+        revenue = self.by_row("monthly_revenue", money, pa.float64())
+        units = self.by_row("monthly_revenue", [round(x * UNITS) for x in money], pa.int64())
         churn = self.converted("churn_risk", _churn, pa.float64())
         ends = self.converted("contract_end", _date, pa.int32())
         plan = self.converted("plan_mbps", _plan, pa.float64())
@@ -221,12 +227,10 @@ class _Read:
         column = self.col("email")
         if column is None:
             return True
-        ascii_ = pc.string_is_ascii(column)
-        if not pc.all(pc.or_(pc.invert(ascii_),
-                             pc.match_substring_regex(column, _EMAIL_ASCII))).as_py():
+        other = pc.invert(pc.string_is_ascii(column))
+        if not pc.all(pc.or_(other, pc.match_substring_regex(column, _EMAIL_ASCII))).as_py():
             return False
-        others = pc.filter(column, pc.invert(ascii_)).to_pylist()
-        return all(map(_EMAIL.fullmatch, others))
+        return all(map(_EMAIL.fullmatch, pc.filter(column, other).to_pylist()))
 
     def _text(self, name: str) -> None:
         """A text column, a packed run (``TextColumn.extend_packed``) per Arrow chunk."""
@@ -239,7 +243,7 @@ class _Read:
         for chunk in column.chunks:
             if not len(chunk):
                 continue
-            offsets = _ints(chunk, "i", buffer=1, extra=1)
+            offsets = _ints(chunk, "i", extra=1)
             first, last = offsets[0], offsets[-1]
             text = str(memoryview(chunk.buffers()[2])[first:last], "utf-8") if last > first \
                 else ""  # (all empty: there may be no data buffer at all)
@@ -311,9 +315,10 @@ def index_rows(table: SubscriberTable, start: int, end: int) -> PartIndex | None
         pa.default_memory_pool().release_unused()
 
 
-def _ints(values: Any, typecode: str, *, buffer: int = 1, extra: int = 0) -> array[Any]:
+def _ints(values: Any, typecode: str, *, extra: int = 0) -> array[Any]:
     """An Arrow array (or chunked array) of fixed-width numbers without nulls as a Python
-    ``array`` of ``typecode`` (of the same width); ``extra``: items past the end (offsets)."""
+    ``array`` of ``typecode`` (of the same width); of a string array, with ``extra=1``,
+    its offsets."""
     out: array[Any] = array(typecode)
     chunks = values.chunks if hasattr(values, "chunks") else [values]
     size = out.itemsize
@@ -321,5 +326,5 @@ def _ints(values: Any, typecode: str, *, buffer: int = 1, extra: int = 0) -> arr
         if len(chunk):
             first = chunk.offset * size
             last = first + (len(chunk) + extra) * size
-            out.frombytes(memoryview(chunk.buffers()[buffer])[first:last])
+            out.frombytes(memoryview(chunk.buffers()[1])[first:last])
     return out

@@ -74,12 +74,12 @@ def load_csv(path: Path, out: SubscriberTable, *, parallel: bool = True) -> list
                                                                     start, out):
                 return []
             split = _split(raw, start, size) if parallel else size
-            worker = Worker() if split < size else None
-            if worker is not None:
-                worker.start(file, header, split, size)
             reader = _Reader(file, header, out, line)
-            if worker is not None:  # for a record that goes on past the split, if any
-                reader.after = _text(raw, split, size)
+            worker = None
+            if split < size:
+                worker = Worker()
+                worker.start(file, header, split, size)
+                reader.after = _text(raw, split, size)  # for a record going on past the split
             first = len(out)
             try:
                 reader.read(_text(raw, start, split))
@@ -87,9 +87,10 @@ def load_csv(path: Path, out: SubscriberTable, *, parallel: bool = True) -> list
                 if worker is not None:
                     worker.stop()
                 raise
-            if worker is not None and reader.after is not None and reader.crossed:
+            if worker is not None and reader.crossed:
                 # a quoted field went on past the split: the worker started inside it
                 worker.stop()
+                assert reader.after is not None
                 rest, reader.after = reader.after, None
                 reader.read(rest)
             elif worker is not None:
